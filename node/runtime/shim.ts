@@ -1,0 +1,211 @@
+// The daemon's side of docs/shim.md: write a bundle's config, start `berth-shim create`, talk to
+// a running shim over its control socket, run `berth-shim exec`. Nothing here knows about the
+// store; runtime.ts decides what to do with what the shim reports.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { connect, type Socket } from 'node:net'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { EventEmitter } from 'node:events'
+import { BerthError, berthError } from '../errors.ts'
+
+export interface BindEntry { src: string, dst: string, opts: string[] }
+
+export interface ShimConfig {
+  id: string
+  name: string
+  image: string
+  binds: BindEntry[]
+  uidBase?: number
+  uidCount?: number
+  net: 'private' | 'host'
+  init: boolean
+  args: string[]
+  env: string[]
+  cwd: string
+  cgroup: string
+  cpuQuotaUs?: number
+  cpuPeriodUs?: number
+  memoryBytes?: number
+  pidsMax?: number
+  logMaxBytes: number
+}
+
+export interface ShimStarted { pid: number, shimPid: number }
+
+export interface ExitStatus {
+  exitCode: number
+  signal: number
+  oomKilled: boolean
+  finishedAt: number
+  reason: string
+}
+
+export interface ShimState { pid: number, shimPid: number, startedAt: number, pidStartTime: number }
+
+const SEP = '\x1f'
+
+/** Encodes the NUL-separated `key\0value\0` config (docs/shim.md). */
+export function encodeShimConfig (c: ShimConfig): Buffer {
+  const pairs: Array<[string, string | number | undefined]> = [
+    ['version', 1], ['id', c.id], ['name', c.name], ['image', c.image]
+  ]
+  for (const b of c.binds) pairs.push(['bind', [b.src, b.dst, b.opts.join(',')].join(SEP)])
+  if (c.uidBase !== undefined) pairs.push(['uid_base', c.uidBase], ['uid_count', c.uidCount ?? 65536])
+  pairs.push(['net', c.net], ['init', c.init ? 1 : 0])
+  for (const a of c.args) pairs.push(['arg', a])
+  for (const e of c.env) pairs.push(['env', e])
+  pairs.push(['cwd', c.cwd], ['cgroup', c.cgroup])
+  pairs.push(['cpu_quota_us', c.cpuQuotaUs], ['cpu_period_us', c.cpuPeriodUs])
+  pairs.push(['memory_bytes', c.memoryBytes], ['pids_max', c.pidsMax], ['log_max_bytes', c.logMaxBytes])
+  const parts: string[] = []
+  for (const [k, v] of pairs) {
+    if (v === undefined) continue
+    const s = String(v)
+    if (s.includes('\0')) throw berthError('BERTH_ERR_BAD_VALUE', `${k} contains a NUL byte`, 'remove NUL bytes from arguments, environment and paths')
+    parts.push(k, s)
+  }
+  return Buffer.from(parts.join('\0') + '\0')
+}
+
+/** An error the shim reported while creating the container, mapped to the CLI's exit codes. */
+export class ShimError extends BerthError {
+  readonly syscall?: string
+  readonly errno?: number
+  constructor (report: { code?: string, message?: string, syscall?: string, path?: string, errno?: number }) {
+    const code = report.code ?? 'BERTH_ERR_SHIM'
+    const exitCode = code === 'BERTH_ERR_EXEC_NOT_FOUND' ? 127 : code === 'BERTH_ERR_EXEC_DENIED' ? 126 : undefined
+    super(code, report.message ?? 'the container could not be started', { hint: hintFor(code), exitCode, path: report.path })
+    this.syscall = report.syscall
+    this.errno = report.errno
+  }
+}
+
+function hintFor (code: string): string {
+  switch (code) {
+    case 'BERTH_ERR_EXEC_NOT_FOUND': return 'check the command exists in the image (berth run IMAGE ls /bin)'
+    case 'BERTH_ERR_EXEC_DENIED': return 'the command must be an executable file in the image'
+    case 'BERTH_ERR_CGROUP': return 'check the cgroup controllers (cpu, memory, pids) are mounted and writable'
+    case 'BERTH_ERR_MOUNT': return 'check the kernel supports overlayfs and idmapped mounts, or try --userns host'
+    case 'BERTH_ERR_NAMESPACE': return 'check user namespaces are enabled (sysctl user.max_user_namespaces)'
+    default: return 'see the daemon log for details'
+  }
+}
+
+/** Runs `berth-shim create BUNDLE` and returns once the command has been execve'd. */
+export async function shimCreate (shimPath: string, bundle: string, signal?: AbortSignal): Promise<ShimStarted> {
+  const child = spawn(shimPath, ['create', bundle], { stdio: ['ignore', 'pipe', 'pipe'], signal })
+  const [out, err, code] = await collect(child)
+  const line = out.split('\n').find(l => l.trim() !== '')
+  let report: any
+  try { report = JSON.parse(line ?? '') } catch {
+    throw berthError('BERTH_ERR_SHIM', `berth-shim create exited ${code} without a report${err !== '' ? `: ${err.trim().split('\n')[0]}` : ''}`, 'reinstall berth (npm ci) so the shim matches the daemon')
+  }
+  if (report.ok !== true) throw new ShimError(report)
+  return { pid: report.pid, shimPid: report.shimPid }
+}
+
+function collect (child: ChildProcess): Promise<[string, string, number | null]> {
+  return new Promise((resolve, reject) => {
+    const out: Buffer[] = []
+    const err: Buffer[] = []
+    child.stdout?.on('data', (b: Buffer) => out.push(b))
+    child.stderr?.on('data', (b: Buffer) => err.push(b))
+    child.once('error', reject)
+    child.once('close', code => resolve([Buffer.concat(out).toString(), Buffer.concat(err).toString(), code]))
+  })
+}
+
+export async function readShimState (bundle: string): Promise<ShimState | undefined> {
+  return await readJson<ShimState>(join(bundle, 'state'))
+}
+
+export async function readExitFile (bundle: string): Promise<ExitStatus | undefined> {
+  return await readJson<ExitStatus>(join(bundle, 'exit'))
+}
+
+async function readJson<T> (path: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as T
+  } catch (err: any) {
+    if (err.code === 'ENOENT' || err instanceof SyntaxError) return undefined
+    throw err
+  }
+}
+
+/**
+ * A connection to one shim's control socket. Emits `exit` (ExitStatus) once and `close` when the
+ * shim goes away; `lost` is true when it went away without reporting an exit (shim killed).
+ */
+export class ShimConnection extends EventEmitter<{ exit: [ExitStatus], close: [boolean] }> {
+  readonly bundle: string
+  private readonly socket: Socket
+  private buffered = ''
+  private exited = false
+  private readonly pending: Array<(reply: any) => void> = []
+
+  private constructor (bundle: string, socket: Socket) {
+    super()
+    this.bundle = bundle
+    this.socket = socket
+    socket.setEncoding('utf8')
+    socket.on('data', (chunk: string) => this.onData(chunk))
+    socket.on('error', () => {})
+    socket.on('close', () => {
+      for (const p of this.pending.splice(0)) p({ ok: false, code: 'BERTH_ERR_SHIM_GONE' })
+      this.emit('close', !this.exited)
+    })
+  }
+
+  static async open (bundle: string): Promise<ShimConnection> {
+    return await new Promise((resolve, reject) => {
+      const socket = connect(join(bundle, 'shim.sock'))
+      socket.once('connect', () => { socket.removeAllListeners('error'); resolve(new ShimConnection(bundle, socket)) })
+      socket.once('error', reject)
+    })
+  }
+
+  private onData (chunk: string): void {
+    this.buffered += chunk
+    let nl: number
+    while ((nl = this.buffered.indexOf('\n')) >= 0) {
+      const line = this.buffered.slice(0, nl)
+      this.buffered = this.buffered.slice(nl + 1)
+      if (line.trim() === '') continue
+      let msg: any
+      try { msg = JSON.parse(line) } catch { continue }
+      if (msg.event === 'exit') {
+        this.exited = true
+        this.emit('exit', msg as ExitStatus)
+      } else {
+        this.pending.shift()?.(msg)
+      }
+    }
+  }
+
+  private async request (line: string): Promise<any> {
+    return await new Promise((resolve) => {
+      this.pending.push(resolve)
+      this.socket.write(line + '\n')
+    })
+  }
+
+  async kill (signo: number): Promise<void> {
+    const reply = await this.request(`kill ${signo}`)
+    if (reply.ok !== true && reply.code !== 'BERTH_ERR_SHIM_GONE') {
+      throw berthError(reply.code ?? 'BERTH_ERR_SIGNAL', reply.message ?? `could not send signal ${signo}`, 'the container may have exited already')
+    }
+  }
+
+  close (): void { this.socket.destroy() }
+}
+
+export interface ExecOptions { env: string[], cwd?: string }
+
+/** Spawns `berth-shim exec`; fd 3 carries the shim's own failure report, if any. */
+export function shimExec (shimPath: string, bundle: string, command: string[], opts: ExecOptions): ChildProcess {
+  const args = ['exec', bundle]
+  for (const e of opts.env) args.push('-e', e)
+  if (opts.cwd !== undefined) args.push('--cwd', opts.cwd)
+  args.push('--', ...command)
+  return spawn(shimPath, args, { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] })
+}
