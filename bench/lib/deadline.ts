@@ -5,8 +5,6 @@ import { BenchError, ERR_BENCH_INTERRUPTED, ERR_BENCH_TIMEOUT } from './errors.t
 export interface Deadline {
   /** Throws BERTH_ERR_BENCH_TIMEOUT past the deadline, BERTH_ERR_BENCH_INTERRUPTED after abort(). */
   check: (what: string) => void
-  /** Milliseconds left, at least `floorMs` so a final cleanup still gets a chance. */
-  remainingMs: (floorMs?: number) => number
   abort: () => void
   readonly aborted: boolean
 }
@@ -23,9 +21,6 @@ export function createDeadline (totalMs: number, envName: string): Deadline {
         throw new BenchError(ERR_BENCH_TIMEOUT, `the benchmark ran past ${Math.round(totalMs / 1000)} s, during ${what}`,
           `the machine or the daemon is too slow; lower BENCH_RUNS or raise ${envName}`)
       }
-    },
-    remainingMs (floorMs = 1000): number {
-      return Math.max(floorMs, end - performance.now())
     },
     abort (): void { aborted = true },
     get aborted (): boolean { return aborted }
