@@ -7,7 +7,7 @@
   "targets": [
     {
       "target_name": "berth",
-      "sources": ["<!@(ls -1 src/*.cc)", "shim/seccomp.cc", "shim/caps.cc", "shim/util.cc"],
+      "sources": ["<!@(ls -1 src/*.cc)", "shim/seccomp.cc", "shim/caps.cc", "shim/cgroups.cc", "shim/util.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "shim"],
       "defines": ["NAPI_VERSION=9", "NODE_ADDON_API_DISABLE_DEPRECATED"]
     },
