@@ -1,0 +1,43 @@
+// The shim's configuration: `key\0value\0` pairs written by berthd (docs/shim.md, "The config
+// file"). Parsing is pure logic, kept apart from the syscalls so it can be reasoned about alone.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace berth {
+
+struct BindMount {
+  std::string src;  // host path, absolute
+  std::string dst;  // path inside the container, absolute
+  bool readonly = false;
+  bool recursive = false;
+  bool idmap = false;
+};
+
+struct Config {
+  std::string id;
+  std::string name;
+  std::string image;
+  std::vector<BindMount> binds;
+  // Both set, or neither (= --userns host: no user namespace).
+  std::optional<unsigned long> uid_base;
+  std::optional<unsigned long> uid_count;
+  bool private_net = true;
+  bool init = false;
+  std::vector<std::string> args;
+  std::vector<std::string> env;
+  std::string cwd = "/";
+  std::string cgroup;
+  long long cpu_quota_us = -1, cpu_period_us = -1, memory_bytes = -1, pids_max = -1;
+  long long log_max_bytes = -1;  // -1: never rotate
+
+  bool userns() const { return uid_base.has_value(); }
+};
+
+// Parses and validates; throws SysError{BERTH_ERR_CONFIG} naming the offending key.
+Config parse_config(const std::string& data);
+Config load_config(const std::string& path);
+
+}  // namespace berth

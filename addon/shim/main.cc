@@ -1,0 +1,49 @@
+// berth-shim: the per-container helper (docs/shim.md).
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "container.h"
+#include "exec.h"
+#include "reexec.h"
+#include "util.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: berth-shim create BUNDLE\n"
+    "       berth-shim exec BUNDLE [-e KEY=VALUE]... [--cwd DIR] -- COMMAND [ARG...]\n"
+    "       berth-shim version\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string mode = argc > 1 ? argv[1] : "";
+  if (mode == "version") {
+    std::printf("1\n");
+    return 0;
+  }
+  if (mode != "create" && mode != "exec") {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  // 1. Before anything else, run from a sealed copy (CVE-2019-5736).
+  try {
+    berth::ensure_sealed_self(argv);
+  } catch (const berth::SysError& e) {
+    if (mode == "create") {
+      std::printf("%s\n", e.to_json().c_str());
+      return 1;
+    }
+    std::fprintf(stderr, "berth-shim: %s\n", e.message().c_str());
+    return 125;
+  }
+  if (mode == "create") {
+    if (argc != 3) {
+      std::fputs(kUsage, stderr);
+      return 2;
+    }
+    return berth::cmd_create(argv[2]);
+  }
+  return berth::cmd_exec(argc, argv);
+}

@@ -1,0 +1,44 @@
+// Mount mechanics: the detached (idmapped) trees the shim prepares in the host namespaces, and
+// everything the container's first process mounts in its own mount namespace before pivot_root.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "config.h"
+#include "util.h"
+
+namespace berth {
+
+// --- parent side (host user and mount namespace) ---
+
+// A detached copy of PATH (open_tree OPEN_TREE_CLONE), made read-only and/or idmapped to the
+// user namespace USERNS_FD (-1: no idmap) before the child attaches it. Idmapping has to happen
+// here: it needs CAP_SYS_ADMIN over the *source* mount's user namespace, which the container's
+// own user namespace never has. Throws BERTH_ERR_MOUNT.
+UniqueFd clone_tree(const std::string& path, bool recursive, bool readonly, int userns_fd);
+
+// --- child side (container's namespaces, before pivot_root) ---
+
+// The bundle's directories (O_PATH). Overlay layers are then named through /proc/self/fd, never
+// by a path walk through the bundle, which the container's mapped root may not traverse.
+struct BundleDirs {
+  UniqueFd lower, upper, work, rootfs;
+};
+BundleDirs open_bundle_dirs(const std::string& bundle);
+
+void make_mounts_private();
+// Attaches LOWER_TREE on BUNDLE/lower and mounts the overlay on BUNDLE/rootfs. Returns an fd of
+// the overlay's root, the anchor for every later path (resolved with RESOLVE_IN_ROOT, so a
+// symlink in the image can never point a mount outside the rootfs).
+UniqueFd mount_overlay(const Config& cfg, BundleDirs& dirs, UniqueFd lower_tree);
+void mount_binds(int root, const Config& cfg, std::vector<UniqueFd>& trees);
+void mount_proc(int root);
+void mount_sys(int root, const Config& cfg);
+void mount_dev(int root, const Config& cfg);
+void mask_paths(int root);
+void readonly_paths(int root);
+// pivot_root into ROOT and detach the old root; the cwd is "/" afterwards.
+void pivot_into(int root);
+
+}  // namespace berth
