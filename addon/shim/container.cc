@@ -87,6 +87,7 @@ std::vector<UniqueFd> recv_go(int sock, size_t nfds) {
 // ---- the container's first process: everything from its own namespaces to execve ----
 
 [[noreturn]] void container_child(const std::string& bundle, const Config& cfg, int sync, int out_w, int err_w) {
+  reset_signals();
   try {
     // stdio: nothing to read, output to the shim's log pipes.
     UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));

@@ -23,6 +23,18 @@ extern char** environ;
 
 namespace berth {
 
+void reset_signals() {
+  struct sigaction dfl{};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; sig++) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    ::sigaction(sig, &dfl, nullptr);  // EINVAL for the two glibc-reserved RT signals: fine
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+}
+
 void harden() {
   apply_capabilities(default_capabilities());
   set_no_new_privs();
@@ -219,6 +231,7 @@ int cmd_exec(int argc, char** argv) {
     if (child < 0) throw_errno("BERTH_ERR_SYSCALL", "fork");
     if (child == 0) {
       err_r.reset();
+      reset_signals();
       try {
         if (::chdir(cwd.c_str()) < 0) throw_errno("BERTH_ERR_SYSCALL", "chdir", cwd);
         harden();

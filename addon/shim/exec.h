@@ -9,6 +9,10 @@
 
 namespace berth {
 
+// Every signal back to SIG_DFL and unblocked: dispositions set to SIG_IGN and the blocked
+// mask survive execve, and the shim ignores SIGPIPE for itself.
+void reset_signals();
+
 // Capabilities down to Docker's default set, no_new_privs, and every fd above 2 marked
 // close-on-exec (not closed: the fd that reports an execve failure must live until execve).
 void harden();
