@@ -143,7 +143,11 @@ std::vector<UniqueFd> recv_go(int sock, size_t nfds) {
     if (!::getcwd(buf, sizeof buf) || buf[0] != '/') throw_errno("BERTH_ERR_SYSCALL", "getcwd", cfg.cwd);
 
     harden();
-    if (cfg.init) run_init(cfg.args, cfg.env, sync);
+    if (cfg.init) {
+      // What the container sees of PID 1 in ps: not the host's paths on our command line.
+      hide_command_line("berth-init");
+      run_init(cfg.args, cfg.env, sync);
+    }
     exec_command(cfg.args, cfg.env);
   } catch (const SysError& e) {
     report_error(sync, e);
@@ -191,6 +195,11 @@ struct StartGuard {
 void start_container(const std::string& bundle, const Config& cfg, Container& c) {
   StartGuard guard{c};
 
+  // The control socket first: it exists before the container does (when `create` reports
+  // success, berthd can connect at once), and binding it is what refuses a second shim for the
+  // same bundle before that shim touches the first one's cgroup.
+  c.server = std::make_unique<ControlServer>(bundle + "/shim.sock");
+
   // 4. The cgroup, with its limits, before anything runs in it.
   CgroupLimits limits;
   limits.cpu_quota_us = cfg.cpu_quota_us;
@@ -208,12 +217,9 @@ void start_container(const std::string& bundle, const Config& cfg, Container& c)
   if (::pipe2(p, O_CLOEXEC) < 0) throw_errno("BERTH_ERR_SYSCALL", "pipe2", "stderr");
   c.err_r.reset(p[0]);
   UniqueFd err_w(p[1]);
-  for (int fd : {c.out_r.get(), c.err_r.get()}) ::fcntl(fd, F_SETFL, O_NONBLOCK);
+  for (int fd : {c.out_r.get(), c.err_r.get()})
+    if (::fcntl(fd, F_SETFL, O_NONBLOCK) < 0) throw_errno("BERTH_ERR_SYSCALL", "fcntl O_NONBLOCK", "log pipe");
   c.log = std::make_unique<LogWriter>(bundle + "/container.log", cfg.log_max_bytes);
-
-  // The control socket exists before the container does: when `create` reports success,
-  // berthd can connect at once.
-  c.server = std::make_unique<ControlServer>(bundle + "/shim.sock");
 
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) throw_errno("BERTH_ERR_SYSCALL", "socketpair", "sync");
@@ -295,8 +301,7 @@ void write_line(int fd, const std::string& line) {
   ::close_range(static_cast<unsigned>(result_fd) + 1, ~0U, 0);
   ::signal(SIGPIPE, SIG_IGN);
   ::umask(022);
-  if (::chdir("/") < 0) {
-  }
+  (void)!::chdir("/");  // only so we pin no directory; the bundle path is absolute
 
   Container c;
   try {

@@ -1,8 +1,11 @@
 #include "init.h"
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <cstring>
 
 #include "exec.h"
 #include "seccomp.h"
@@ -15,7 +18,25 @@ constexpr int kForwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGQUIT
 
 void ignore_handler(int) {}
 
+char* g_args_start = nullptr;
+size_t g_args_len = 0;
+
 }  // namespace
+
+void remember_command_line(int argc, char** argv) {
+  if (argc < 1) return;
+  // argv strings are contiguous in the initial stack; measure up to the end of the last one.
+  g_args_start = argv[0];
+  g_args_len = static_cast<size_t>(argv[argc - 1] + std::strlen(argv[argc - 1]) - argv[0]);
+}
+
+void hide_command_line(const char* title) {
+  if (g_args_start && g_args_len > 0) {
+    std::memset(g_args_start, 0, g_args_len);
+    std::strncpy(g_args_start, title, g_args_len);
+  }
+  ::prctl(PR_SET_NAME, title, 0, 0, 0);  // comm, otherwise "memfd:berth-shi"
+}
 
 [[noreturn]] void run_init(const std::vector<std::string>& argv, const std::vector<std::string>& env, int report_fd) {
   // Block what we wait for *before* forking, so a SIGCHLD or SIGTERM that arrives between the

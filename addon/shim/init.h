@@ -14,6 +14,11 @@ namespace berth {
 // 128+signal when a signal killed it — PID 1 cannot re-raise the signal on itself (the kernel
 // drops signals a pid namespace's init sends itself without a handler), so, as with tini, the
 // signal is folded into the code.
+// main() hands over argv so the init can overwrite it: /proc/<pid>/cmdline is read from that
+// memory, and it holds host paths (the shim binary, the bundle) the container need not see.
+void remember_command_line(int argc, char** argv);
+void hide_command_line(const char* title);
+
 [[noreturn]] void run_init(const std::vector<std::string>& argv, const std::vector<std::string>& env, int report_fd);
 
 }  // namespace berth

@@ -5,6 +5,7 @@
 
 #include "container.h"
 #include "exec.h"
+#include "init.h"
 #include "reexec.h"
 #include "util.h"
 
@@ -38,6 +39,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "berth-shim: %s\n", e.message().c_str());
     return 125;
   }
+  berth::remember_command_line(argc, argv);
   if (mode == "create") {
     if (argc != 3) {
       std::fputs(kUsage, stderr);

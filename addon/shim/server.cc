@@ -54,7 +54,16 @@ ControlServer::ControlServer(std::string path) : path_(std::move(path)) {
   std::memcpy(addr.sun_path, path_.c_str(), path_.size() + 1);
   listen_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!listen_.valid()) throw_errno("BERTH_ERR_SYSCALL", "socket", path_);
-  ::unlink(path_.c_str());  // a previous shim's socket (it is gone: we are its replacement)
+  // A socket file left by a previous shim is replaced, unless a shim still answers on it: two
+  // shims for one bundle would fight over its files.
+  {
+    UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (probe.valid() && ::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+      errno = EADDRINUSE;
+      throw_errno("BERTH_ERR_SYSCALL", "bind", path_);
+    }
+  }
+  ::unlink(path_.c_str());
   // umask around bind: the socket file is born 0600, with no window where others may connect.
   mode_t old = ::umask(0177);
   int rc = ::bind(listen_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
