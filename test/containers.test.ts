@@ -7,7 +7,7 @@ import { daemonWithBusybox, inspect, skipReason, sleep, until } from './helpers.
 
 const skip = skipReason()
 if (skip !== undefined) {
-  t.skip(skip)
+  t.plan(0, skip)
 } else {
   const d = await daemonWithBusybox(t, 'berth-containers')
 

@@ -51,7 +51,7 @@ print(json.dumps(out))
 
 const skip = skipReason()
 if (skip !== undefined) {
-  t.skip(skip)
+  t.plan(0, skip)
 } else {
   const d = await daemonWithBusybox(t, 'berth-escape')
 

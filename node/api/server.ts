@@ -131,8 +131,9 @@ export class ApiServer {
       }
     })
     this.route('DELETE', `/v1/images/${name}`, async (_q, res, [ref]) => {
-      await this.components.images.remove(decodeURIComponent(ref), (image: string) =>
-        this.components.runtime.list(true).some(c => c.image === image))
+      await this.components.images.remove(ref, {
+        inUse: (image: string) => this.components.runtime.list(true).some(c => c.image === image)
+      })
       res.writeHead(204).end()
     })
   }
