@@ -26,7 +26,7 @@ import type { Deadline } from './lib/deadline.ts'
 import { BenchError, ERR_BENCH_RUN, ERR_BENCH_SETUP } from './lib/errors.ts'
 import {
   cgroupMemory, exitError, killLiveChildren, machineUsedBytes, memoryCgroupOf, parentPid,
-  pssBytes, runOk, runTimed, sleep, vmRssBytes
+  pssBytes, runOk, runTimed, sleep, startTracked, vmRssBytes
 } from './lib/proc.ts'
 import type { CgroupMemory } from './lib/proc.ts'
 import { buildBusyboxRootfs } from './lib/rootfs.ts'
@@ -84,8 +84,14 @@ interface WaitResult {
 type Kind = 'berth' | 'runc' | 'floor'
 const KINDS: readonly Kind[] = ['berth', 'runc', 'floor']
 
-const say = (line = ''): void => { process.stdout.write(`${line}\n`) }
-const note = (line: string): void => { process.stderr.write(`bench: ${line}\n`) }
+// A reader that goes away (`| head`) must not kill the run before its cleanup: once stdout or
+// stderr fails (EPIPE), writes to it are dropped and the run goes on to clean up.
+let stdoutOpen = true
+let stderrOpen = true
+process.stdout.on('error', () => { stdoutOpen = false })
+process.stderr.on('error', () => { stderrOpen = false })
+const say = (line = ''): void => { if (stdoutOpen) process.stdout.write(`${line}\n`) }
+const note = (line: string): void => { if (stderrOpen) process.stderr.write(`bench: ${line}\n`) }
 
 function intFromEnv (name: string, def: number, min: number): number {
   const raw = process.env[name]
@@ -239,9 +245,22 @@ function reportLatency (s: Samples, runc: Runc): void {
   say()
 }
 
-async function idleRss (d: Daemon): Promise<number | undefined> {
-  await sleep(IDLE_SETTLE_MS)
-  return vmRssBytes(d.pid)
+/**
+ * The daemon's VmRSS after IDLE_SETTLE_MS of no requests, and, as its peer, that of a bare
+ * `node` (same binary, an empty event loop) idling over the same interval: the difference is
+ * what berthd itself holds.
+ */
+async function idleRss (d: Daemon): Promise<{ daemon?: number, bareNode?: number }> {
+  const bare = startTracked(process.execPath, ['-e', 'setInterval(() => {}, 1 << 30)'])
+  try {
+    await sleep(IDLE_SETTLE_MS)
+    return {
+      daemon: await vmRssBytes(d.pid),
+      bareNode: bare.pid === undefined ? undefined : await vmRssBytes(bare.pid)
+    }
+  } finally {
+    bare.stop()
+  }
 }
 
 interface ContainerMemory {
@@ -413,10 +432,15 @@ async function main (): Promise<number> {
     reportLatency(samples, runc)
 
     const workedIdle = await idleRss(d)
-    say('berthd idle RSS (VmRSS after 5 s idle)')
-    say(renderTable(['when', 'RSS', 'target', ''], [
-      ['after start + image import', mb(freshIdle), `≤ ${mb(TARGET_IDLE_RSS_BYTES)}`, mark(freshIdle !== undefined && freshIdle <= TARGET_IDLE_RSS_BYTES)],
-      [`after the ${samples.berth.length + cfg.warmup} berth runs`, mb(workedIdle), `≤ ${mb(TARGET_IDLE_RSS_BYTES)}`, mark(workedIdle !== undefined && workedIdle <= TARGET_IDLE_RSS_BYTES)]
+    const rssRow = (when: string, r: { daemon?: number, bareNode?: number }): string[] => [
+      when, mb(r.daemon), mb(r.bareNode),
+      r.daemon === undefined || r.bareNode === undefined ? 'n/a' : `${(r.daemon / r.bareNode).toFixed(2)}×`,
+      `≤ ${mb(TARGET_IDLE_RSS_BYTES)}`, mark(r.daemon !== undefined && r.daemon <= TARGET_IDLE_RSS_BYTES)
+    ]
+    say(`berthd idle RSS (VmRSS after ${IDLE_SETTLE_MS / 1000} s idle; peer: a bare \`node -e 'setInterval(…)'\` of the same binary, idle alongside)`)
+    say(renderTable(['when', 'berthd', 'bare node', 'ratio', 'target', ''], [
+      rssRow('after start + image import', freshIdle),
+      rssRow(`after the ${samples.berth.length + cfg.warmup} berth runs`, workedIdle)
     ]))
     say()
 

@@ -67,6 +67,18 @@ export function runTimed (cmd: string, args: readonly string[], opts: RunOptions
   })
 }
 
+/**
+ * Starts a long-running helper (a peer process to compare against); it is killed by stop() or,
+ * on an interrupted run, by killLiveChildren().
+ */
+export function startTracked (cmd: string, args: readonly string[]): { pid: number | undefined, stop: () => void } {
+  const child = spawn(cmd, args, { stdio: 'ignore' })
+  live.add(child)
+  child.on('error', () => live.delete(child))
+  child.on('exit', () => live.delete(child))
+  return { pid: child.pid, stop: () => { child.kill('SIGKILL') } }
+}
+
 /** Runs a setup command and returns its stdout; a non-zero exit rejects with its stderr. */
 export async function runOk (cmd: string, args: readonly string[], opts: Omit<RunOptions, 'captureStdout'>): Promise<string> {
   const r = await runTimed(cmd, args, { ...opts, captureStdout: true })
