@@ -133,7 +133,7 @@ Config parse_config(const std::string& data) {
     } else if (key == "pids_max") {
       c.pids_max = parse_int(key, v, 1, 1LL << 22);
     } else if (key == "log_max_bytes") {
-      c.log_max_bytes = parse_int(key, v, 4096, 1LL << 50);
+      c.log_max_bytes = parse_int(key, v, 1, 1LL << 50);
     } else {
       // An old shim must never silently ignore a newer daemon's setting.
       bad(key, "unknown key");
