@@ -199,6 +199,49 @@ t.test('an unknown config key is BERTH_ERR_CONFIG, before anything is made', asy
   t.notOk(existsSync(join(dir, 'shim.sock')))
 })
 
+t.test('config validation: every bad config is BERTH_ERR_CONFIG naming the key', async t => {
+  const base: Pairs = [['version', '1'], ['id', '0123456789abcdef'], ['name', 'x'], ['image', image], ['cgroup', `${CGROUP_PARENT}/v`], ['arg', '/bin/true']]
+  const without = (k: string): Pairs => base.filter(([key]) => key !== k)
+  const cases: Array<[string, Pairs, RegExp]> = [
+    ['version 2', [...without('version'), ['version', '2']], /version/],
+    ['short id', [...without('id'), ['id', 'abc']], /id/],
+    ['no arg', without('arg'), /arg/],
+    ['no image', without('image'), /image/],
+    ['relative image', [...without('image'), ['image', 'img']], /image/],
+    ['uid_base alone', [...base, ['uid_base', '100000']], /uid_base/],
+    ['name twice', [...base, ['name', 'y']], /name/],
+    ['bad net', [...base, ['net', 'bridge']], /net/],
+    ['bad bind option', [...base, ['bind', '/usr\x1f/usr\x1fexec']], /bind/],
+    ['bind with ..', [...base, ['bind', '/usr\x1f/../etc\x1fro']], /bind/],
+    ['cgroup escaping', [...without('cgroup'), ['cgroup', '../x']], /cgroup/],
+    ['not a number', [...base, ['pids_max', '10k']], /pids_max/]
+  ]
+  for (const [what, pairs, re] of cases) {
+    const dir = join(tmp, `cfg-${++seq}`)
+    mkdirSync(dir)
+    writeConfig(dir, pairs)
+    const r = create(dir)
+    t.equal(r.status, 1, what)
+    t.match(r.json, { ok: false, code: 'BERTH_ERR_CONFIG' }, what)
+    t.match(r.json.message, re, `${what}: ${r.json.message}`)
+  }
+})
+
+t.test('a failed start reports the step and undoes the cgroup', async t => {
+  const noImage = bundle(['/bin/true'])
+  writeConfig(noImage, [['version', '1'], ['id', configValue(noImage, 'id')], ['name', 'x'], ['image', join(tmp, 'missing')],
+    ['cgroup', configValue(noImage, 'cgroup')], ['uid_base', String(UID_BASE)], ['uid_count', String(UID_COUNT)], ['arg', '/bin/true']])
+  const r1 = create(noImage)
+  t.match(r1.json, { ok: false, code: 'BERTH_ERR_MOUNT', syscall: 'open_tree', errno: 2 })
+  const badCwd = bundle(['/bin/true'], [['cwd', '/no/such/dir']])
+  const r2 = create(badCwd)
+  t.match(r2.json, { ok: false, syscall: 'chdir', path: '/no/such/dir', errno: 2 })
+  for (const dir of [noImage, badCwd]) {
+    t.notOk(existsSync(join(dir, 'shim.sock')), 'no socket left')
+    for (const h of cgroupHierarchies()) t.notOk(existsSync(join(h, CGROUP_PARENT, configValue(dir, 'id'))), `no cgroup in ${h}`)
+  }
+})
+
 t.test('a container: PID 1, hostname, id map, idmapped image, upper owned by uid_base, masks, lo', async t => {
   const hostMasked = ['/proc/kcore', '/proc/keys', '/proc/timer_list'].filter(p => existsSync(p))
   const hasSysrq = existsSync('/proc/sysrq-trigger')
