@@ -474,6 +474,19 @@ t.test('bind entries: idmap, ro, rec, rw, a single file, the host image\'s /usr'
   t.equal(output(dir, 2), '', 'no errors')
 })
 
+t.test('net=host in a user namespace: the host\'s /sys bound read-only, still masked', async t => {
+  const dir = bundle(['/bin/sh', '-c', 'echo nics=$(ls /sys/class/net | wc -l); (echo 1 > /sys/kernel/uevent_helper) 2>/dev/null && echo sys=rw || echo sys=ro; ' +
+    'echo firmware=$(ls /sys/firmware | wc -l); echo net=$(readlink /proc/self/ns/net)'], [['net', 'host']])
+  const r = create(dir)
+  t.equal(r.json.ok, true, JSON.stringify(r.json))
+  t.match(await waitExit(dir), { exitCode: 0 })
+  const out = output(dir)
+  t.match(out, /^nics=[1-9]/m, 'the host\'s interfaces')
+  t.match(out, /^sys=ro$/m, '/sys read-only')
+  t.match(out, /^firmware=0$/m, '/sys/firmware masked')
+  t.match(out, new RegExp(`^net=${readlinkSync('/proc/self/ns/net').replace(/[[\]]/g, '\\$&')}$`, 'm'), 'the host network namespace')
+})
+
 t.test('--userns host and net=host: no user namespace, the host\'s interfaces', async t => {
   const dir = bundle(['/bin/sh', '-c', 'cat /proc/self/uid_map; ls /sys/class/net | wc -l; stat -c %u /bin/busybox; touch /root/h'],
     [['net', 'host']], { userns: false })

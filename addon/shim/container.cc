@@ -140,7 +140,11 @@ std::vector<UniqueFd> recv_go(int sock, size_t nfds) {
     // getcwd reports "(unreachable)/..." for a directory outside our root: a symlinked cwd
     // cannot lead out of the rootfs any more after pivot_root, but we check rather than trust.
     char buf[PATH_MAX];
-    if (!::getcwd(buf, sizeof buf) || buf[0] != '/') throw_errno("BERTH_ERR_SYSCALL", "getcwd", cfg.cwd);
+    if (!::getcwd(buf, sizeof buf)) throw_errno("BERTH_ERR_SYSCALL", "getcwd", cfg.cwd);
+    if (buf[0] != '/') {
+      errno = EXDEV;
+      throw_errno("BERTH_ERR_SYSCALL", "chdir", cfg.cwd + " (outside the container's root)");
+    }
 
     harden();
     if (cfg.init) {

@@ -203,7 +203,14 @@ int cmd_exec(int argc, char** argv) {
 
     // The cgroup first, while the host's /sys/fs/cgroup is still our mount namespace's.
     auto cg = open_cgroup(cfg.cgroup);
-    for (const auto& procs : cg->procs_files()) write_file(procs, std::to_string(::getpid()));
+    for (const auto& procs : cg->procs_files()) {
+      try {
+        write_file(procs, std::to_string(::getpid()));
+      } catch (SysError& e) {
+        e.code = "BERTH_ERR_CGROUP";
+        throw;
+      }
+    }
 
     // One setns with a pidfd and several flags: the kernel switches all namespaces at once, in
     // the right order (user namespace first), or none.
