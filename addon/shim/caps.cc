@@ -95,7 +95,9 @@ void apply_capabilities(const std::vector<int>& keep) {
     throw_errno("BERTH_ERR_SYSCALL", "prctl(PR_CAP_AMBIENT_CLEAR_ALL)");
   }
 
-  // 3. effective = permitted = inheritable = keep. Version 3 carries 64 bits in two 32-bit words.
+  // 3. effective = permitted = keep, inheritable empty (as Docker since CVE-2022-24769: an
+  //    inheritable set would let file capabilities of a binary in the image raise its caps).
+  //    Version 3 carries 64 bits in two 32-bit words.
   __user_cap_header_struct header{};
   header.version = _LINUX_CAPABILITY_VERSION_3;
   header.pid = 0;
@@ -104,7 +106,7 @@ void apply_capabilities(const std::vector<int>& keep) {
     if (c < 0 || c > 63) continue;
     data[c / 32].effective |= 1u << (c % 32);
   }
-  for (auto& d : data) d.permitted = d.inheritable = d.effective;
+  for (auto& d : data) { d.permitted = d.effective; d.inheritable = 0; }
   if (syscall(SYS_capset, &header, data) < 0) throw_errno("BERTH_ERR_SYSCALL", "capset");
 }
 

@@ -146,7 +146,7 @@ std::vector<UniqueFd> recv_go(int sock, size_t nfds) {
       throw_errno("BERTH_ERR_SYSCALL", "chdir", cfg.cwd + " (outside the container's root)");
     }
 
-    harden();
+    harden(cfg.userns());
     if (cfg.init) {
       // What the container sees of PID 1 in ps: not the host's paths on our command line.
       hide_command_line("berth-init");

@@ -1,5 +1,7 @@
 #include "exec.h"
 
+#include <linux/capability.h>
+
 #include <fcntl.h>
 #include <grp.h>
 #include <sched.h>
@@ -35,8 +37,13 @@ void reset_signals() {
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
 }
 
-void harden() {
-  apply_capabilities(default_capabilities());
+void harden(bool userns) {
+  std::vector<int> caps = default_capabilities();
+  // Without a user namespace the container's root is host root: CAP_MKNOD would let it make a
+  // node for a host disk, and no devices cgroup fences what such a node opens. Docker keeps
+  // MKNOD because its devices cgroup does the fencing; here the capability goes instead.
+  if (!userns) std::erase(caps, CAP_MKNOD);
+  apply_capabilities(caps);
   set_no_new_privs();
   if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) throw_errno("BERTH_ERR_SYSCALL", "close_range", "3..");
 }
@@ -241,7 +248,7 @@ int cmd_exec(int argc, char** argv) {
       reset_signals();
       try {
         if (::chdir(cwd.c_str()) < 0) throw_errno("BERTH_ERR_SYSCALL", "chdir", cwd);
-        harden();
+        harden(cfg.userns());
         exec_command(a.argv, env);
       } catch (const SysError& e) {
         report_error(err_w.get(), e);

@@ -15,7 +15,7 @@ void reset_signals();
 
 // Capabilities down to Docker's default set, no_new_privs, and every fd above 2 marked
 // close-on-exec (not closed: the fd that reports an execve failure must live until execve).
-void harden();
+void harden(bool userns);
 
 // Resolves argv[0] through PATH (from ENV, or the usual default), installs the seccomp filter
 // and execve()s. Only returns by throwing: BERTH_ERR_EXEC_NOT_FOUND (ENOENT),
