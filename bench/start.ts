@@ -185,7 +185,8 @@ async function measureLatency (runners: Runners, cfg: Config, deadline: Deadline
   const total = cfg.warmup + cfg.runs
   for (let i = 0; i < total; i++) {
     const measured = i >= cfg.warmup
-    // Rotate which kind goes first, so none always runs right after another's teardown.
+    // Rotate the order each iteration, so no kind always runs first (or last), and so always
+    // right after the same peer's teardown.
     for (let k = 0; k < KINDS.length; k++) {
       const kind = KINDS[(i + k) % KINDS.length]
       deadline.check(`${measured ? 'run' : 'warm-up'} ${i + 1}/${total} (${kind})`)
