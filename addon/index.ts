@@ -66,8 +66,11 @@ interface Binding {
   defaultCapabilities(): string[]
 }
 
-const BINDING_PATH = fileURLToPath(new URL('./build/Release/berth.node', import.meta.url))
-const SHIM_PATH = fileURLToPath(new URL('./build/Release/berth-shim', import.meta.url))
+// This module runs from addon/index.ts (tests, development) or from its build output
+// dist/addon/index.js (the daemon); the binaries are in addon/build/Release either way.
+const ADDON_DIR = new URL(import.meta.url.includes('/dist/addon/') ? '../../addon/' : './', import.meta.url)
+const BINDING_PATH = fileURLToPath(new URL('build/Release/berth.node', ADDON_DIR))
+const SHIM_PATH = fileURLToPath(new URL('build/Release/berth-shim', ADDON_DIR))
 
 let binding: Binding | undefined
 

@@ -7,7 +7,8 @@ import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 export const ROOT_DIR = join(dirname(fileURLToPath(import.meta.url)), '..')
-export const CLI = join(ROOT_DIR, 'node', 'cli', 'main.ts')
+// The CLI as users run it: the build output of node/ (npm test builds it first).
+export const CLI = join(ROOT_DIR, 'dist', 'node', 'cli', 'main.js')
 export const IS_ROOT = process.getuid?.() === 0
 export const BUSYBOX = ['/bin/busybox', '/usr/bin/busybox'].find(p => existsSync(p))
 

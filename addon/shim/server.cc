@@ -47,11 +47,24 @@ std::string ExitInfo::fields_json() const {
 ControlServer::ControlServer(std::string path) : path_(std::move(path)) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
+  // sun_path holds 107 bytes, and DATA/containers/<64-hex id>/shim.sock passes that for any
+  // data dir longer than ~20 characters. A long path is reached through an O_PATH fd of its
+  // directory instead: /proc/self/fd/N/shim.sock resolves to the same place (berthd connects
+  // the same way).
+  UniqueFd dir_fd;
+  std::string addr_path = path_;
   if (path_.size() >= sizeof addr.sun_path) {
-    errno = ENAMETOOLONG;
-    throw_errno("BERTH_ERR_SYSCALL", "bind", path_);
+    auto slash = path_.rfind('/');
+    std::string dir = slash == std::string::npos ? "." : path_.substr(0, slash);
+    dir_fd.reset(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!dir_fd.valid()) throw_errno("BERTH_ERR_SYSCALL", "open", dir);
+    addr_path = "/proc/self/fd/" + std::to_string(dir_fd.get()) + "/" + path_.substr(slash + 1);
+    if (addr_path.size() >= sizeof addr.sun_path) {
+      errno = ENAMETOOLONG;
+      throw_errno("BERTH_ERR_SYSCALL", "bind", path_);
+    }
   }
-  std::memcpy(addr.sun_path, path_.c_str(), path_.size() + 1);
+  std::memcpy(addr.sun_path, addr_path.c_str(), addr_path.size() + 1);
   listen_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!listen_.valid()) throw_errno("BERTH_ERR_SYSCALL", "socket", path_);
   // A socket file left by a previous shim is replaced, unless a shim still answers on it: two

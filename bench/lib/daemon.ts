@@ -43,7 +43,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
   let child: ChildProcess
   try {
     child = spawn(process.execPath,
-      ['node/cli/main.ts', 'up', '--data-dir', init.dataDir, '--socket', init.socketPath],
+      ['dist/node/cli/main.js', 'up', '--data-dir', init.dataDir, '--socket', init.socketPath],
       { cwd: init.repoDir, stdio: ['ignore', logFd, logFd] })
   } finally {
     closeSync(logFd)
@@ -59,12 +59,12 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
   while (info === undefined) {
     if (exited !== undefined) {
       throw new BenchError(ERR_BENCH_DAEMON, `berthd exited (${exited}) before answering GET /v1/info:\n${logTail(init.logPath)}`,
-        'run `node node/cli/main.ts up` by hand to see why')
+        'run `node dist/node/cli/main.js up` by hand to see why')
     }
     if (performance.now() - t0 > startTimeoutMs) {
       child.kill('SIGKILL')
       throw new BenchError(ERR_BENCH_DAEMON, `berthd did not answer GET /v1/info within ${startTimeoutMs} ms (last: ${String(lastErr)}):\n${logTail(init.logPath)}`,
-        'run `node node/cli/main.ts up` by hand to see why')
+        'run `node dist/node/cli/main.js up` by hand to see why')
     }
     try {
       info = await api.json<DaemonInfo>('GET', '/v1/info', { timeoutMs: 2000 })

@@ -26,6 +26,7 @@ const CPU_PERIOD_US = 100_000
 const RESTART_BACKOFF_MIN_MS = 100
 const RESTART_BACKOFF_MAX_MS = 30_000
 const RESTART_RESET_AFTER_MS = 10_000
+const REMOVED_EXIT_TTL_MS = 60_000
 const TERMINATING_SIGNALS = new Set([1, 2, 3, 9, 15])
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/
 
@@ -96,6 +97,11 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
   private readonly byId = new Map<string, Entry>()
   private readonly byName = new Map<string, string>()
   private readonly uids = new UidAllocator()
+  /**
+   * How recently removed containers ended, by id and by name, so a client that waits on an
+   * auto-removed container after it is gone still learns its exit (docker run --rm does too).
+   */
+  private readonly removedExits = new Map<string, { exit: ExitStatus, at: number }>()
   private started = false
 
   constructor (components: RuntimeComponents, init: RuntimeInit) {
@@ -421,6 +427,8 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
 
   /** Resolves at the container's next exit (at once with the last one when it is not running). */
   async wait (ref: string, signal?: AbortSignal): Promise<ExitStatus> {
+    const removed = this.removedExits.get(ref)
+    if (removed !== undefined && !this.byName.has(ref) && !this.byId.has(ref)) return removed.exit
     const entry = this.entry(ref)
     const rec = entry.rec
     if (rec.state !== 'running' && entry.restartTimer === undefined) return exitOf(rec)
@@ -500,7 +508,20 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
     this.byId.delete(rec.id)
     if (this.byName.get(rec.name) === rec.id) this.byName.delete(rec.name)
     this.uids.release(rec.uidBase)
+    if (rec.state === 'removing' && rec.finishedAt !== undefined) this.rememberExit(rec)
     this.emit('container:removed', rec)
+  }
+
+  private rememberExit (rec: ContainerRecord): void {
+    const now = Date.now()
+    const item = { exit: exitOf(rec), at: now }
+    this.removedExits.set(rec.id, item)
+    this.removedExits.set(rec.name, item)
+    // Bounded in time and count: a minute, and at most 2048 keys (ids and names).
+    for (const [k, v] of this.removedExits) {
+      if (now - v.at < REMOVED_EXIT_TTL_MS && this.removedExits.size <= 2048) break
+      this.removedExits.delete(k)
+    }
   }
 
   exec (ref: string, command: string[], env: string[]): ChildProcess {

@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { connect, type Socket } from 'node:net'
 import { readFile } from 'node:fs/promises'
+import { closeSync, constants as fsConstants, openSync } from 'node:fs'
 import { join } from 'node:path'
 import { EventEmitter } from 'node:events'
 import { BerthError, berthError } from '../errors.ts'
@@ -157,11 +158,23 @@ export class ShimConnection extends EventEmitter<{ exit: [ExitStatus], close: [b
   }
 
   static async open (bundle: string): Promise<ShimConnection> {
-    return await new Promise((resolve, reject) => {
-      const socket = connect(join(bundle, 'shim.sock'))
-      socket.once('connect', () => { socket.removeAllListeners('error'); resolve(new ShimConnection(bundle, socket)) })
-      socket.once('error', reject)
-    })
+    // sun_path holds 107 bytes; a bundle under a long data dir is reached through a directory fd
+    // (/proc/self/fd/N/shim.sock), as the shim binds it.
+    let path = join(bundle, 'shim.sock')
+    let dirFd: number | undefined
+    if (Buffer.byteLength(path) > 100) {
+      dirFd = openSync(bundle, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY)
+      path = `/proc/self/fd/${dirFd}/shim.sock`
+    }
+    try {
+      return await new Promise((resolve, reject) => {
+        const socket = connect(path)
+        socket.once('connect', () => { socket.removeAllListeners('error'); resolve(new ShimConnection(bundle, socket)) })
+        socket.once('error', reject)
+      })
+    } finally {
+      if (dirFd !== undefined) closeSync(dirFd)
+    }
   }
 
   private onData (chunk: string): void {
