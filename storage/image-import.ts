@@ -261,8 +261,7 @@ async function importDir (rootfs: string, source: string, mtimeMs: number, opts:
   // --one-file-system: whatever is mounted inside the source (a /proc of a chroot…) is not copied.
   const create = spawnTool('tar', [
     '-c', '-f', '-', '-C', src, '--numeric-owner', '--xattrs', '--xattrs-include=*', '--one-file-system', '.'
-  ], { signal: opts.signal, okStatus: [0, 1] /* 1: a file changed while read */ })
-  create.child.stdout!.removeAllListeners('data') // we stream stdout, not collect it
+  ], { signal: opts.signal, okStatus: [0, 1] /* 1: a file changed while read */, stdout: 'stream' })
   try {
     await extractStream(source, rootfs, create.child.stdout!, [meter(progress)], [], opts.signal)
     await create.done

@@ -28,7 +28,11 @@ export interface Spawned {
 
 const STDERR_KEEP = 8192
 
-export function spawnTool (tool: string, args: string[], opts: { signal?: AbortSignal; okStatus?: number[]; stdin?: boolean } = {}): Spawned {
+/**
+ * `stdout: 'stream'` leaves the tool's stdout raw and unread for the caller to pipe (a tar
+ * stream): collecting it would set an encoding on the stream and corrupt the bytes.
+ */
+export function spawnTool (tool: string, args: string[], opts: { signal?: AbortSignal; okStatus?: number[]; stdin?: boolean; stdout?: 'collect' | 'stream' } = {}): Spawned {
   const child = spawn(tool, args, {
     stdio: [opts.stdin === true ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     env: { ...process.env, LC_ALL: 'C' }
@@ -36,7 +40,9 @@ export function spawnTool (tool: string, args: string[], opts: { signal?: AbortS
   const ok = opts.okStatus ?? [0]
   let stdout = ''
   let stderr = ''
-  child.stdout!.setEncoding('utf8').on('data', (s: string) => { if (stdout.length < 1 << 20) stdout += s })
+  if (opts.stdout !== 'stream') {
+    child.stdout!.setEncoding('utf8').on('data', (s: string) => { if (stdout.length < 1 << 20) stdout += s })
+  }
   child.stderr!.setEncoding('utf8').on('data', (s: string) => { stderr = (stderr + s).slice(-STDERR_KEEP) })
   const onAbort = (): void => { child.kill('SIGKILL') }
   opts.signal?.addEventListener('abort', onAbort, { once: true })
