@@ -15,6 +15,8 @@ export interface DaemonConfig {
   readonly socketPath: string
   /** Each container's log is rotated past this size; one old file is kept. */
   readonly logMaxBytes: number
+  /** Host ports for declared ports (`--port`) come from this range. */
+  readonly portRange: [number, number]
   readonly configFile?: string
 }
 
@@ -22,9 +24,22 @@ export interface DaemonFlags {
   dataDir?: string
   socket?: string
   config?: string
+  portRange?: string
 }
 
-interface FileConfig { dataDir?: string, socket?: string, logMaxSize?: string }
+interface FileConfig { dataDir?: string, socket?: string, logMaxSize?: string, portRange?: string }
+
+export const DEFAULT_PORT_RANGE = '30000-32767'
+
+function parsePortRange (text: string): [number, number] {
+  const m = /^([0-9]{1,5})-([0-9]{1,5})$/.exec(text.trim())
+  const lo = Number(m?.[1])
+  const hi = Number(m?.[2])
+  if (m == null || lo < 1 || hi > 65535 || lo > hi) {
+    throw new UsageError('BERTH_ERR_CONFIG', `bad port range "${text}"`, 'use LOW-HIGH, e.g. 30000-32767')
+  }
+  return [lo, hi]
+}
 
 function readConfigFile (path: string, required: boolean): FileConfig {
   let text: string
@@ -38,7 +53,7 @@ function readConfigFile (path: string, required: boolean): FileConfig {
   try { parsed = JSON.parse(text) } catch {
     throw new UsageError('BERTH_ERR_CONFIG', `config file ${path} is not valid JSON`, 'see deploy/berthd.example.json')
   }
-  const known = new Set(['dataDir', 'socket', 'logMaxSize'])
+  const known = new Set(['dataDir', 'socket', 'logMaxSize', 'portRange'])
   for (const k of Object.keys(parsed)) {
     if (!known.has(k)) throw new UsageError('BERTH_ERR_CONFIG', `unknown key "${k}" in ${path}`, `known keys: ${[...known].join(', ')}`)
     if (typeof parsed[k] !== 'string') throw new UsageError('BERTH_ERR_CONFIG', `"${k}" in ${path} must be a string`, 'see deploy/berthd.example.json')
@@ -61,6 +76,7 @@ export function resolveDaemonConfig (flags: DaemonFlags, env: NodeJS.ProcessEnv 
     dataDir: isAbsolute(dataDir) ? dataDir : resolve(dataDir),
     socketPath: isAbsolute(socketPath) ? socketPath : resolve(socketPath),
     logMaxBytes: parseSize(file.logMaxSize ?? DEFAULT_LOG_MAX_SIZE, 'logMaxSize'),
+    portRange: parsePortRange(flags.portRange ?? env.BERTH_PORT_RANGE ?? file.portRange ?? DEFAULT_PORT_RANGE),
     ...(explicit !== undefined ? { configFile: explicit } : {})
   })
 }

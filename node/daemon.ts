@@ -1,7 +1,8 @@
 // berthd: wires storage → runtime → API, starts them in that order and stops them in reverse.
 // Stopping the daemon never stops containers: their shims keep them, and the next start
 // re-adopts them (DESIGN.md invariant 6).
-import { chmod, mkdir } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { openStore, createImageStore, type Store, type ImageStore } from '../storage/index.ts'
 import { shimPath, probeFeatures } from '../addon/index.ts'
@@ -10,6 +11,7 @@ import type { DaemonConfig } from './config.ts'
 import { berthError } from './errors.ts'
 import { logger } from './log.ts'
 import { Runtime, type RuntimeStore } from './runtime/runtime.ts'
+import { ProxyController, StoreEndpointRegistry } from './proxy/controller.ts'
 
 const log = logger('berth:node:daemon')
 export const VERSION = '0.1.0'
@@ -19,7 +21,21 @@ export interface Daemon {
   readonly runtime: Runtime
   readonly store: Store
   readonly images: ImageStore
+  readonly proxy: ProxyController
+  readonly nodeId: string
   stop (): Promise<void>
+}
+
+/** This node's id, made once and kept in the data dir (the fleet layer replaces it by its peer id). */
+async function nodeIdOf (dataDir: string): Promise<string> {
+  const path = join(dataDir, 'node-id')
+  try {
+    const id = (await readFile(path, 'utf8')).trim()
+    if (/^[0-9a-f]{16,64}$/.test(id)) return id
+  } catch {}
+  const id = randomBytes(8).toString('hex')
+  await writeFile(path, id + '\n', { mode: 0o644 })
+  return id
 }
 
 function runtimeStore (store: Store): RuntimeStore {
@@ -44,12 +60,15 @@ export async function startDaemon (config: DaemonConfig): Promise<Daemon> {
   const store = await openStore({ path: join(config.dataDir, 'store') })
   let images: ImageStore | undefined
   let runtime: Runtime | undefined
+  let proxy: ProxyController | undefined
   let api: ApiServer | undefined
   const stop = async (): Promise<void> => {
     await api?.stop()
+    proxy?.stop()
     await runtime?.stop()
     await store.close()
   }
+  const nodeId = await nodeIdOf(config.dataDir)
   try {
     images = createImageStore({ store, dataDir: config.dataDir })
     await images.cleanup()
@@ -59,14 +78,21 @@ export async function startDaemon (config: DaemonConfig): Promise<Daemon> {
       shimPath: shimPath(),
       logMaxBytes: config.logMaxBytes
     })
+    const endpoints = new StoreEndpointRegistry(store)
+    await endpoints.load()
+    proxy = new ProxyController({ runtime, store, endpoints }, { nodeId, portRange: config.portRange })
+    runtime.setProxy(proxy)
     await runtime.start()
+    await proxy.start()
     const features = probeFeatures()
     const rt = runtime
     api = new ApiServer({
       runtime: rt,
       images,
+      proxy,
       info: () => ({
         version: VERSION,
+        nodeId,
         dataDir: config.dataDir,
         socket: config.socketPath,
         pid: process.pid,
@@ -80,5 +106,5 @@ export async function startDaemon (config: DaemonConfig): Promise<Daemon> {
     await stop().catch(() => {})
     throw err
   }
-  return { config, runtime, store, images, stop }
+  return { config, runtime, store, images, proxy, nodeId, stop }
 }

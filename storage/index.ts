@@ -14,7 +14,7 @@ export type { ImportPhase, ImportProgress } from './image-import.ts'
 export {
   BIND_OPTS, CONTAINER_STATES, IMAGE_FORMATS, RESTART_POLICIES, validateContainerRecord, validateImageRecord
 } from './records.ts'
-export type { ContainerRecord, ImageBind, ImageConfig, ImageFormat, ImageRecord, Validator } from './records.ts'
+export type { ContainerRecord, PortSpec, ProxySpec, ImageBind, ImageConfig, ImageFormat, ImageRecord, Validator } from './records.ts'
 
 export {
   AbortError, BerthError, ImageBuiltinError, ImageExistsError, ImageFormatError, ImageImportError, ImageInUseError,

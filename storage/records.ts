@@ -11,6 +11,22 @@ export interface ContainerRecord {
   pid?: number; shimPid?: number; pidStartTime?: number; startedAt?: number; finishedAt?: number
   exitCode?: number; signal?: number; oomKilled?: boolean; reason?: string; restartCount: number
   generation: number
+  /** what the proxy namespace does for it (docs/proxy.md); absent on records from before it */
+  proxy?: ProxySpec
+}
+
+/** A declared port: `--port NAME:PORT` (hostPort from the node's range) or `--publish HOSTPORT:PORT`. */
+export interface PortSpec { name: string; port: number; proto: 'tcp' | 'udp' | 'any'; hostPort: number; hostAddress: string; published: boolean }
+
+export interface ProxySpec {
+  ports: PortSpec[]
+  /** 'all', 'none', or CIDRs */
+  egress: { mode: 'all' | 'none' | 'cidrs'; cidrs: string[] }
+  unameRelease?: string
+  /** `--mount HOSTPATH:CONTAINERPATH[:ro]` */
+  mounts: Array<{ src: string; dst: string; ro: boolean }>
+  /** call classes trapped from the start for chaos rules beyond connect/bind/sendto, e.g. ['open'] */
+  chaosCalls: string[]
 }
 
 export interface ImageBind { src: string; dst: string; opts: string[] }
@@ -85,9 +101,17 @@ export const validateContainerRecord: Validator = (v) => {
     ['state', oneOf(CONTAINER_STATES)], ['pid', isUint, true], ['shimPid', isUint, true],
     ['pidStartTime', isUint, true], ['startedAt', isNum, true], ['finishedAt', isNum, true],
     ['exitCode', Number.isInteger, true], ['signal', isUint, true], ['oomKilled', bool, true],
-    ['reason', str, true], ['restartCount', isUint], ['generation', isUint]
+    ['reason', str, true], ['restartCount', isUint], ['generation', isUint], ['proxy', isProxySpec, true]
   ])
 }
+
+const isPort = (v: unknown): boolean => isObj(v) && nonEmpty(v.name) && isUint(v.port) && v.port <= 65535 &&
+  oneOf(['tcp', 'udp', 'any'])(v.proto) && isUint(v.hostPort) && v.hostPort <= 65535 && str(v.hostAddress) && bool(v.published)
+
+const isProxySpec = (v: unknown): boolean => isObj(v) && Array.isArray(v.ports) && v.ports.every(isPort) &&
+  isObj(v.egress) && oneOf(['all', 'none', 'cidrs'])(v.egress.mode) && isStrArr(v.egress.cidrs) &&
+  (v.unameRelease === undefined || str(v.unameRelease)) && isStrArr(v.chaosCalls) &&
+  Array.isArray(v.mounts) && v.mounts.every(m => isObj(m) && nonEmpty(m.src) && nonEmpty(m.dst) && bool(m.ro))
 
 const isBind = (v: unknown): boolean =>
   isObj(v) && typeof v.src === 'string' && typeof v.dst === 'string' &&

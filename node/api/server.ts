@@ -8,6 +8,7 @@ import type { ImageStore } from '../../storage/index.ts'
 import { BerthError, berthError, httpStatus, NotFoundError, UsageError } from '../errors.ts'
 import { logger } from '../log.ts'
 import type { Runtime, RunSpec } from '../runtime/runtime.ts'
+import type { ProxyController } from '../proxy/controller.ts'
 import { encodeFrame, STREAM_STATUS, STREAM_STDERR, STREAM_STDOUT } from '../runtime/logs.ts'
 import { parseSignal } from '../units.ts'
 import { containerView, imageView, validateRunSpec } from './views.ts'
@@ -18,6 +19,7 @@ const MAX_BODY_BYTES = 1024 * 1024
 export interface ApiComponents {
   runtime: Runtime
   images: ImageStore
+  proxy: ProxyController
   info: () => Record<string, unknown>
 }
 
@@ -110,6 +112,22 @@ export class ApiServer {
         try { status = { ...status, error: JSON.parse(text) } } catch {}
       }
       res.end(encodeFrame(STREAM_STATUS, JSON.stringify(status)))
+    })
+    this.route('GET', '/v1/ports', async (_q, res) => sendJson(res, 200, this.components.proxy.listPorts()))
+    this.route('GET', '/v1/chaos', async (_q, res) => sendJson(res, 200, this.components.proxy.listChaos()))
+    this.route('POST', '/v1/chaos', async (req, res) => {
+      const b = await readJson(req)
+      for (const k of ['workload', 'call', 'target', 'errno', 'delay', 'for']) {
+        if (b[k] !== undefined && typeof b[k] !== 'string') throw new UsageError('BERTH_ERR_BAD_REQUEST', `"${k}" must be a string`, 'see docs/api.md')
+      }
+      if (b.probability !== undefined && typeof b.probability !== 'number' && typeof b.probability !== 'string') {
+        throw new UsageError('BERTH_ERR_BAD_REQUEST', '"probability" must be a number', 'see docs/api.md')
+      }
+      sendJson(res, 201, await this.components.proxy.addChaos(b))
+    })
+    this.route('DELETE', `/v1/chaos/${name}`, async (_q, res, [id]) => {
+      await this.components.proxy.removeChaos(id)
+      res.writeHead(204).end()
     })
     this.route('GET', '/v1/images', async (_q, res) =>
       sendJson(res, 200, (await this.components.images.list()).map(imageView)))

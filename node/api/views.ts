@@ -3,6 +3,7 @@
 import type { ContainerRecord, ImageRecord } from '../../storage/index.ts'
 import { UsageError } from '../errors.ts'
 import type { RunSpec } from '../runtime/runtime.ts'
+import { parseEgress, parsePortFlag, parsePublishFlag } from '../proxy/net.ts'
 
 export function containerView (r: ContainerRecord): Record<string, unknown> {
   return {
@@ -29,7 +30,12 @@ export function containerView (r: ContainerRecord): Record<string, unknown> {
     uidBase: r.uidBase,
     uidCount: r.uidCount,
     init: r.init,
-    autoRemove: r.autoRemove
+    autoRemove: r.autoRemove,
+    ports: r.proxy?.ports,
+    egress: r.proxy?.egress,
+    unameRelease: r.proxy?.unameRelease,
+    mounts: r.proxy?.mounts,
+    chaosCalls: r.proxy?.chaosCalls
   }
 }
 
@@ -77,6 +83,20 @@ function optBool (v: unknown, field: string): boolean | undefined {
   return v
 }
 
+/** `--mount HOSTPATH:CONTAINERPATH[:ro]`: a bind of a virtual copy (a library, a directory). */
+export function parseMountFlag (text: string): { src: string, dst: string, ro: boolean } {
+  const parts = text.split(':')
+  const ro = parts.length === 3 && parts[2] === 'ro'
+  if (parts.length < 2 || parts.length > 3 || (parts.length === 3 && parts[2] !== 'ro' && parts[2] !== 'rw')) {
+    throw new UsageError('BERTH_ERR_BAD_MOUNT', `bad --mount "${text}"`, 'use HOSTPATH:CONTAINERPATH[:ro]')
+  }
+  const [src, dst] = parts
+  if (!src.startsWith('/') || !dst.startsWith('/') || dst.split('/').includes('..') || src.split('/').includes('..')) {
+    throw new UsageError('BERTH_ERR_BAD_MOUNT', `bad --mount "${text}": both paths must be absolute, without ".."`, 'e.g. --mount /opt/libssl1.1:/usr/lib/legacy:ro')
+  }
+  return { src, dst, ro }
+}
+
 export function validateRunSpec (b: any): RunSpec {
   if (typeof b.image !== 'string' || b.image === '') bad('image', 'an image name')
   if (b.name !== undefined && typeof b.name !== 'string') bad('name', 'a string')
@@ -100,7 +120,17 @@ export function validateRunSpec (b: any): RunSpec {
     net: optEnum(b.net, 'net', ['private', 'host'] as const),
     userns: optEnum(b.userns, 'userns', ['private', 'host'] as const),
     init: optBool(b.init, 'init'),
-    autoRemove: optBool(b.autoRemove, 'autoRemove')
+    autoRemove: optBool(b.autoRemove, 'autoRemove'),
+    // The API takes the CLI's spellings ("http:8080", "8080:80", "all"), parsed the same way.
+    ports: optStrings(b.ports, 'ports')?.map(parsePortFlag),
+    publish: optStrings(b.publish, 'publish')?.map(parsePublishFlag),
+    egress: b.egress === undefined ? undefined : typeof b.egress === 'string' ? parseEgress(b.egress) : bad('egress', 'all, none or CIDR[,CIDR...]'),
+    unameRelease: b.unameRelease === undefined ? undefined : typeof b.unameRelease === 'string' && /^[\x20-\x7e]{1,64}$/.test(b.unameRelease) ? b.unameRelease : bad('unameRelease', 'printable text of at most 64 characters'),
+    mounts: optStrings(b.mounts, 'mounts')?.map(parseMountFlag),
+    chaosCalls: optStrings(b.chaosCalls, 'chaosCalls')
+  }
+  for (const c of spec.chaosCalls ?? []) {
+    if (c !== 'open') throw new UsageError('BERTH_ERR_BAD_CALL', `bad --chaos-calls "${c}"`, 'only open needs opting in: connect, bind and sendto are always trapped')
   }
   if (spec.autoRemove === true && spec.restart !== undefined && spec.restart !== 'no') {
     throw new UsageError('BERTH_ERR_CONFLICTING_OPTIONS', '--rm and --restart cannot be used together', 'drop one of them: a container with a restart policy is kept')

@@ -11,8 +11,9 @@ import type { Command, Result } from './command.ts'
 import { exec, inspect, kill, logs, ps, rm, run, stop } from './commands/containers.ts'
 import { imageImport, imageLs, imageRm } from './commands/images.ts'
 import { up } from './commands/up.ts'
+import { chaosAdd, chaosLs, chaosRm, portLs } from './commands/proxy.ts'
 
-const COMMANDS: Command[] = [up, run, ps, logs, inspect, stop, kill, rm, exec, imageImport, imageLs, imageRm]
+const COMMANDS: Command[] = [up, run, ps, logs, inspect, stop, kill, rm, exec, imageImport, imageLs, imageRm, portLs, chaosAdd, chaosLs, chaosRm]
 
 const GLOBAL: OptionSpec[] = [
   { name: 'socket', value: 'PATH', help: 'daemon socket (default $BERTH_SOCKET, else /run/berth/berth.sock)' },
@@ -80,7 +81,7 @@ export async function main (argv: string[]): Promise<number> {
     let rest = argv.slice(i)
     if (rest.length === 0) { process.stderr.write(mainHelp() + '\n'); return 2 }
     let name = rest[0]
-    if (name === 'image' && rest.length > 1 && !rest[1].startsWith('-')) name = `image ${rest[1]}`
+    if (['image', 'port', 'chaos'].includes(name) && rest.length > 1 && !rest[1].startsWith('-')) name = `${name} ${rest[1]}`
     const command = COMMANDS.find(c => c.name === name)
     if (command === undefined) {
       throw new UsageError('BERTH_ERR_USAGE', `unknown command "${name}"`, 'berth --help lists the commands')

@@ -7,7 +7,7 @@ import { chmod, chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { EventEmitter } from 'node:events'
 import type { ChildProcess } from 'node:child_process'
-import type { ContainerRecord, ImageRecord } from '../../storage/index.ts'
+import type { ContainerRecord, ImageRecord, ProxySpec } from '../../storage/index.ts'
 import { berthError, ConflictError, NotFoundError, UsageError } from '../errors.ts'
 import { logger } from '../log.ts'
 import { UidAllocator, UID_RANGE_SIZE } from './uid-ranges.ts'
@@ -44,6 +44,30 @@ export interface RunSpec {
   userns?: 'private' | 'host'
   init?: boolean
   autoRemove?: boolean
+  /** the proxy namespace (docs/proxy.md) */
+  ports?: Array<{ name: string, port: number, proto: 'tcp' | 'udp' | 'any' }>
+  publish?: Array<{ hostPort: number, port: number, proto: 'tcp' | 'udp' | 'any' }>
+  egress?: { mode: 'all' | 'none' | 'cidrs', cidrs: string[] }
+  unameRelease?: string
+  mounts?: Array<{ src: string, dst: string, ro: boolean }>
+  chaosCalls?: string[]
+}
+
+/**
+ * What the proxy namespace needs from a container's life: its ports allocated before it is
+ * recorded, its rule table and hosts file written before its shim starts, and the shim's events.
+ * The runtime knows nothing of rules; node/proxy implements this.
+ */
+export interface ProxyHooks {
+  /** Host ports etc. for a new container; throws (e.g. a published port in use) before anything is made. */
+  allocate (name: string, spec: RunSpec): ProxySpec
+  /** A stored container's allocations, at daemon start. */
+  claim (rec: ContainerRecord): void
+  /** Frees what allocate() or claim() took for this container name. */
+  release (name: string): void
+  /** Writes the bundle's initial rules and hosts file; returns their paths. */
+  prepare (rec: ContainerRecord, bundle: string): Promise<{ rulesFile: string, hostsFile: string }>
+  onShimEvent (rec: ContainerRecord, event: Record<string, unknown>): void
 }
 
 /** What the runtime needs from storage: the records, written atomically with the name index. */
@@ -60,6 +84,7 @@ export interface RuntimeImages {
 export interface RuntimeComponents {
   store: RuntimeStore
   images: RuntimeImages
+  proxy?: ProxyHooks
 }
 
 export interface RuntimeInit {
@@ -91,6 +116,7 @@ export interface RuntimeEvents {
 export class Runtime extends EventEmitter<RuntimeEvents> {
   private readonly store: RuntimeStore
   private readonly images: RuntimeImages
+  private proxy?: ProxyHooks
   private readonly dataDir: string
   private readonly shimPath: string
   private readonly logMaxBytes: number
@@ -108,12 +134,16 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
     super()
     this.store = components.store
     this.images = components.images
+    this.proxy = components.proxy
     this.dataDir = init.dataDir
     this.shimPath = init.shimPath
     this.logMaxBytes = init.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES
   }
 
   get containersDir (): string { return join(this.dataDir, 'containers') }
+
+  /** Set once, before start(): the proxy controller is built on top of the runtime. */
+  setProxy (proxy: ProxyHooks): void { this.proxy = proxy }
 
   bundleOf (id: string): string { return join(this.containersDir, id) }
 
@@ -128,6 +158,7 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
       this.byId.set(rec.id, entry)
       this.byName.set(rec.name, rec.id)
       if (rec.uidBase !== undefined) this.uids.claim(rec.uidBase)
+      try { this.proxy?.claim(rec) } catch (err: any) { log.error('container %s: %s', rec.name, err.message) }
     }
     for (const entry of this.byId.values()) {
       await this.adopt(entry).catch(err => log.error('re-adopting %s failed: %s', entry.rec.name, err))
@@ -185,6 +216,7 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
     const conn = await ShimConnection.open(this.bundleOf(entry.rec.id))
     entry.conn = conn
     conn.once('exit', exit => { this.serial(entry, async () => await this.onExit(entry, exit)) })
+    conn.on('event', ev => this.proxy?.onShimEvent(entry.rec, ev))
     conn.once('close', lost => {
       if (entry.conn === conn) entry.conn = undefined
       if (!lost || entry.rec.state !== 'running') return
@@ -247,10 +279,13 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
     if (this.byName.has(name)) {
       throw new ConflictError('BERTH_ERR_NAME_IN_USE', `the name "${name}" is already in use`, `berth rm ${name} removes the old container, or choose another --name`)
     }
+    // Ports first: a published port in use fails here, before anything is allocated or made.
+    const proxy = this.proxy?.allocate(name, spec)
     const userns = spec.userns ?? 'private'
     let uidBase: number | undefined
     if (userns === 'private') {
       uidBase = this.uids.allocate()
+      if (uidBase === undefined) this.proxy?.release(name)
       if (uidBase === undefined) throw berthError('BERTH_ERR_UID_EXHAUSTED', 'no free uid range for another container', 'remove stopped containers (berth ps -a)')
     }
     const env = mergeEnv([`PATH=${DEFAULT_PATH}`, `HOSTNAME=${name}`, 'TERM=xterm', ...(image.config.env ?? [])], spec.env ?? [])
@@ -276,7 +311,8 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
       createdAt: Date.now(),
       state: 'created',
       restartCount: 0,
-      generation: 1
+      generation: 1,
+      ...(proxy !== undefined ? { proxy } : {})
     }
     const entry: Entry = { rec, waiters: [], stopping: false, busy: Promise.resolve(), holds: opts.hold === true ? 1 : 0, purgePending: false }
     this.byId.set(id, entry)
@@ -305,11 +341,18 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
   }
 
   private async writeShimConfig (rec: ContainerRecord, image: ImageRecord): Promise<void> {
+    const bundle = this.bundleOf(rec.id)
+    const files = await this.proxy?.prepare(rec, bundle)
+    const mounts = (rec.proxy?.mounts ?? []).map(m => ({ src: m.src, dst: m.dst, opts: [m.ro ? 'ro' : 'rw', 'rec', ...(rec.uidBase !== undefined ? ['idmap'] : [])] }))
     const cfg: ShimConfig = {
       id: rec.id,
       name: rec.name,
       image: image.rootfs,
-      binds: image.binds,
+      binds: [...image.binds, ...mounts],
+      rulesFile: files?.rulesFile,
+      hostsFile: files?.hostsFile,
+      unameRelease: rec.proxy?.unameRelease,
+      chaosCalls: rec.proxy?.chaosCalls ?? [],
       uidBase: rec.uidBase,
       uidCount: rec.uidCount,
       net: rec.net,
@@ -324,7 +367,7 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
       pidsMax: rec.resources.pids,
       logMaxBytes: rec.logMaxBytes
     }
-    await writeFile(join(this.bundleOf(rec.id), 'config'), encodeShimConfig(cfg), { mode: 0o600 })
+    await writeFile(join(bundle, 'config'), encodeShimConfig(cfg), { mode: 0o600 })
   }
 
   /** Starts the shim for a bundle that exists, and records the running state. */
@@ -508,6 +551,7 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
     this.byId.delete(rec.id)
     if (this.byName.get(rec.name) === rec.id) this.byName.delete(rec.name)
     this.uids.release(rec.uidBase)
+    this.proxy?.release(rec.name)
     if (rec.state === 'removing' && rec.finishedAt !== undefined) this.rememberExit(rec)
     this.emit('container:removed', rec)
   }
@@ -522,6 +566,14 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
       if (now - v.at < REMOVED_EXIT_TTL_MS && this.removedExits.size <= 2048) break
       this.removedExits.delete(k)
     }
+  }
+
+  /** Sends a running container's shim a new rule table (docs/proxy.md); false if it has no shim. */
+  async sendRules (id: string, rulesJson: string): Promise<boolean> {
+    const conn = this.byId.get(id)?.conn
+    if (conn === undefined) return false
+    await conn.rules(rulesJson)
+    return true
   }
 
   exec (ref: string, command: string[], env: string[]): ChildProcess {

@@ -24,6 +24,11 @@ export interface ShimConfig {
   env: string[]
   cwd: string
   cgroup: string
+  /** docs/proxy.md */
+  rulesFile?: string
+  hostsFile?: string
+  unameRelease?: string
+  chaosCalls: string[]
   cpuQuotaUs?: number
   cpuPeriodUs?: number
   memoryBytes?: number
@@ -56,6 +61,8 @@ export function encodeShimConfig (c: ShimConfig): Buffer {
   for (const a of c.args) pairs.push(['arg', a])
   for (const e of c.env) pairs.push(['env', e])
   pairs.push(['cwd', c.cwd], ['cgroup', c.cgroup])
+  pairs.push(['rules_file', c.rulesFile], ['hosts_file', c.hostsFile], ['uname_release', c.unameRelease])
+  if (c.chaosCalls.length > 0) pairs.push(['chaos_calls', c.chaosCalls.join(',')])
   pairs.push(['cpu_quota_us', c.cpuQuotaUs], ['cpu_period_us', c.cpuPeriodUs])
   pairs.push(['memory_bytes', c.memoryBytes], ['pids_max', c.pidsMax], ['log_max_bytes', c.logMaxBytes])
   const parts: string[] = []
@@ -137,7 +144,7 @@ async function readJson<T> (path: string): Promise<T | undefined> {
  * A connection to one shim's control socket. Emits `exit` (ExitStatus) once and `close` when the
  * shim goes away; `lost` is true when it went away without reporting an exit (shim killed).
  */
-export class ShimConnection extends EventEmitter<{ exit: [ExitStatus], close: [boolean] }> {
+export class ShimConnection extends EventEmitter<{ exit: [ExitStatus], close: [boolean], event: [Record<string, unknown>] }> {
   readonly bundle: string
   private readonly socket: Socket
   private buffered = ''
@@ -189,6 +196,9 @@ export class ShimConnection extends EventEmitter<{ exit: [ExitStatus], close: [b
       if (msg.event === 'exit') {
         this.exited = true
         this.emit('exit', msg as ExitStatus)
+      } else if (typeof msg.event === 'string' && msg.event !== 'state') {
+        // Unprompted events of the proxy namespace (port bound, call counts).
+        this.emit('event', msg)
       } else {
         this.pending.shift()?.(msg)
       }
@@ -206,6 +216,14 @@ export class ShimConnection extends EventEmitter<{ exit: [ExitStatus], close: [b
     const reply = await this.request(`kill ${signo}`)
     if (reply.ok !== true && reply.code !== 'BERTH_ERR_SHIM_GONE') {
       throw berthError(reply.code ?? 'BERTH_ERR_SIGNAL', reply.message ?? `could not send signal ${signo}`, 'the container may have exited already')
+    }
+  }
+
+  /** Swaps in a rule table (docs/proxy.md); the JSON must be one line. */
+  async rules (json: string): Promise<void> {
+    const reply = await this.request(`rules ${json}`)
+    if (reply.ok !== true && reply.code !== 'BERTH_ERR_SHIM_GONE') {
+      throw berthError(reply.code ?? 'BERTH_ERR_RULES', reply.message ?? 'the shim refused the rule table', 'see the daemon log')
     }
   }
 

@@ -6,6 +6,8 @@ import { STREAM_STATUS, STREAM_STDERR, type Frame } from '../../runtime/logs.ts'
 import { parseCpus, parseDurationMs, parsePositiveInt, parseSignal, parseSize, signalName } from '../../units.ts'
 import type { Command, Context } from '../command.ts'
 import { ago, table } from '../render.ts'
+import { parseEgress, parsePortFlag, parsePublishFlag } from '../../proxy/net.ts'
+import { parseMountFlag } from '../../api/views.ts'
 
 function one (ctx: Context, what = 'NAME'): string {
   if (ctx.args.length !== 1) throw new UsageError('BERTH_ERR_USAGE', `"berth ${ctx.command}" takes exactly one ${what}`, `berth ${ctx.command} --help`)
@@ -37,7 +39,7 @@ async function pump (frames: AsyncIterable<Frame>): Promise<any[]> {
 
 export const run: Command = {
   name: 'run',
-  usage: 'berth run [-d] [--rm] [--name NAME] [--cpu CPUS] [--memory SIZE] [--pids N] [-e KEY=VALUE]...\n          [--restart no|on-failure|always] [--net host] [--userns host] [--init] IMAGE [--] COMMAND [ARG...]',
+  usage: 'berth run [-d] [--rm] [--name NAME] [--cpu CPUS] [--memory SIZE] [--pids N] [-e KEY=VALUE]...\n          [--restart no|on-failure|always] [--net host] [--userns host] [--init]\n          [--port NAME:PORT]... [--publish HOSTPORT:PORT]... [--egress all|none|CIDR[,CIDR...]]\n          [--uname-release STRING] [--mount HOSTPATH:CONTAINERPATH[:ro]]... [--chaos-calls open]\n          IMAGE [--] COMMAND [ARG...]',
   summary: 'Run a command in a new system container',
   passThrough: true,
   options: [
@@ -52,7 +54,13 @@ export const run: Command = {
     { name: 'net', value: 'host', help: "share the host's network namespace (default: own namespace, loopback only)" },
     { name: 'userns', value: 'host', help: 'run without a user namespace (container root is host root)' },
     { name: 'init', help: 'run a tiny init as PID 1 that reaps zombies and forwards signals' },
-    { name: 'workdir', short: 'w', value: 'DIR', help: 'working directory inside the container' }
+    { name: 'workdir', short: 'w', value: 'DIR', help: 'working directory inside the container' },
+    { name: 'port', short: 'p', value: 'NAME:PORT', repeat: true, help: "declare a port: binding it binds a host port from the node's range; the workload becomes a service reachable by its name" },
+    { name: 'publish', value: 'HOSTPORT:PORT', repeat: true, help: 'declare a port on a fixed host port, like docker run -p' },
+    { name: 'egress', value: 'POLICY', help: 'all (default), none (services only), or CIDR[,CIDR...]' },
+    { name: 'uname-release', value: 'STRING', help: 'make uname report this kernel release (legacy software)' },
+    { name: 'mount', value: 'HOST:CONTAINER[:ro]', repeat: true, help: 'bind a virtual copy of a host library or directory' },
+    { name: 'chaos-calls', value: 'open', help: 'also trap open for chaos rules (costs every open a round trip)' }
   ],
   async handler (ctx) {
     const [image, ...command] = ctx.args
@@ -83,7 +91,21 @@ export const run: Command = {
       net: o.net === 'host' ? 'host' : undefined,
       userns: o.userns === 'host' ? 'host' : undefined,
       init: o.init === true ? true : undefined,
-      autoRemove: o.rm === true ? true : undefined
+      autoRemove: o.rm === true ? true : undefined,
+      ports: o.port as string[] | undefined,
+      publish: o.publish as string[] | undefined,
+      egress: o.egress as string | undefined,
+      unameRelease: o['uname-release'] as string | undefined,
+      mounts: o.mount as string[] | undefined,
+      chaosCalls: o['chaos-calls'] === undefined ? undefined : (o['chaos-calls'] as string).split(',')
+    }
+    // The same parsers the daemon uses: bad values fail here with exit 2, before any request.
+    spec.ports?.forEach(parsePortFlag)
+    spec.publish?.forEach(parsePublishFlag)
+    if (spec.egress !== undefined) parseEgress(spec.egress)
+    spec.mounts?.forEach(parseMountFlag)
+    for (const c of spec.chaosCalls ?? []) {
+      if (c !== 'open') throw new UsageError('BERTH_ERR_BAD_CALL', `bad --chaos-calls "${c}"`, 'only open needs opting in: connect, bind and sendto are always trapped')
     }
     if (o.detach === true) {
       const c = await ctx.client.json('POST', '/v1/containers', spec)

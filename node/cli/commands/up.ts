@@ -6,19 +6,21 @@ import type { Command } from '../command.ts'
 
 export const up: Command = {
   name: 'up',
-  usage: 'berth up [--data-dir DIR] [--socket PATH] [--config FILE]',
+  usage: 'berth up [--data-dir DIR] [--socket PATH] [--config FILE] [--port-range LOW-HIGH]',
   summary: 'Run the daemon (berthd) in the foreground',
   options: [
     { name: 'data-dir', value: 'DIR', help: 'state, images and containers (default /var/lib/berth, or $BERTH_DATA_DIR)' },
     { name: 'socket', value: 'PATH', help: 'API socket (default /run/berth/berth.sock, or $BERTH_SOCKET)' },
-    { name: 'config', value: 'FILE', help: 'JSON config file (default /etc/berth/berthd.json if present)' }
+    { name: 'config', value: 'FILE', help: 'JSON config file (default /etc/berth/berthd.json if present)' },
+    { name: 'port-range', value: 'LOW-HIGH', help: 'host ports for --port (default 30000-32767, or $BERTH_PORT_RANGE)' }
   ],
   async handler (ctx) {
     if (ctx.args.length > 0) throw new UsageError('BERTH_ERR_USAGE', 'berth up takes no arguments', 'berth up --help')
     const config = resolveDaemonConfig({
       dataDir: ctx.opts['data-dir'] as string | undefined,
       socket: ctx.opts.socket as string | undefined,
-      config: ctx.opts.config as string | undefined
+      config: ctx.opts.config as string | undefined,
+      portRange: ctx.opts['port-range'] as string | undefined
     })
     const daemon = await startDaemon(config)
     const sock = config.socketPath === '/run/berth/berth.sock' ? '' : ` --socket ${config.socketPath}`
