@@ -132,7 +132,7 @@ if (skip !== undefined) {
   })
 
   t.test('egress: all reaches an outside address, none refuses it and keeps services, CIDRs select', async t => {
-    if (!ip('link', 'add', DUMMY_IF, 'type', 'dummy')) { t.skip('cannot create a dummy interface'); return }
+    if (!ip('link', 'add', DUMMY_IF, 'type', 'dummy')) { t.plan(0, 'cannot create a dummy interface'); return }
     t.teardown(() => { ip('link', 'del', DUMMY_IF) })
     ip('addr', 'add', `${DUMMY_ADDR}/32`, 'dev', DUMMY_IF)
     ip('link', 'set', DUMMY_IF, 'up')
