@@ -32,6 +32,8 @@ export interface DaemonInit {
   socketPath: string
   logPath: string
   startTimeoutMs?: number
+  /** More flags for `berth up`, e.g. `--port-range 31200-31299`. */
+  extraArgs?: readonly string[]
 }
 
 const DEFAULT_START_TIMEOUT_MS = 60_000
@@ -43,7 +45,7 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
   let child: ChildProcess
   try {
     child = spawn(process.execPath,
-      ['dist/node/cli/main.js', 'up', '--data-dir', init.dataDir, '--socket', init.socketPath],
+      ['dist/node/cli/main.js', 'up', '--data-dir', init.dataDir, '--socket', init.socketPath, ...(init.extraArgs ?? [])],
       { cwd: init.repoDir, stdio: ['ignore', logFd, logFd] })
   } finally {
     closeSync(logFd)
