@@ -312,7 +312,7 @@ t.test('control socket: state, kill 9 without init is a signal death', { skip: C
   const st = statSync(join(dir, 'shim.sock'))
   t.equal(st.mode & 0o777, 0o600, 'socket mode 0600')
   const [state] = await control(dir, ['state'], 1)
-  t.same(JSON.parse(state), { event: 'state', pid: r.json.pid, running: true })
+  t.same(JSON.parse(state), { event: 'state', pid: r.json.pid, running: true, rulesVersion: 0, chaosHits: {} })
   // A second client at the same time sees the exit event too.
   const watcher = control(dir, [], 1)
   const replies = await control(dir, ['kill 9'], 2)

@@ -208,6 +208,17 @@ CgroupLayout discover() {
   return layout;
 }
 
+// A knob holding one number; -1 when it is missing, unreadable or not a number ("max").
+long long knob_number(const std::string& path) {
+  try {
+    std::string v = read_knob(path);
+    if (v.empty() || v[0] < '0' || v[0] > '9') return -1;
+    return std::stoll(v);
+  } catch (...) {
+    return -1;
+  }
+}
+
 struct Wanted {
   bool cpu = false, memory = false, pids = false;
 };
@@ -234,6 +245,14 @@ class CgroupV1 {
     if (w_.pids && l.pids_max >= 0) write_knob(dir_ + "/pids.max", std::to_string(l.pids_max));
   }
   void add_process(pid_t pid) { write_knob(procs(), std::to_string(pid)); }
+  void usage(CgroupUsage& u) {
+    if (w_.memory) {
+      long long limit = knob_number(dir_ + "/memory.limit_in_bytes");
+      u.memory_limit = limit >= (1LL << 60) ? -1 : limit;  // "no limit" is PAGE_COUNTER_MAX pages
+      u.memory_usage = knob_number(dir_ + "/memory.usage_in_bytes");
+    }
+    if (w_.pids) u.pids = knob_number(dir_ + "/pids.current");
+  }
   bool oom_killed() {
     if (!w_.memory) return false;
     try {
@@ -294,6 +313,13 @@ class CgroupV2 {
     if (w_.pids && l.pids_max >= 0) write_knob(dir_ + "/pids.max", std::to_string(l.pids_max));
   }
   void add_process(pid_t pid) { write_knob(procs(), std::to_string(pid)); }
+  void usage(CgroupUsage& u) {
+    if (w_.memory) {
+      u.memory_limit = knob_number(dir_ + "/memory.max");  // "max" -> -1
+      u.memory_usage = knob_number(dir_ + "/memory.current");
+    }
+    if (w_.pids) u.pids = knob_number(dir_ + "/pids.current");
+  }
   bool oom_killed() {
     if (!w_.memory) return false;
     try {
@@ -425,6 +451,13 @@ class CgroupSet : public Cgroup {
     for (auto& c : v1_) attempt(c);
     for (auto& c : v2_) attempt(c);
     if (first) throw *first;
+  }
+
+  CgroupUsage usage() override {
+    CgroupUsage u;
+    for (auto& c : v2_) c.usage(u);
+    for (auto& c : v1_) c.usage(u);
+    return u;
   }
 
   std::vector<std::string> procs_files() override {

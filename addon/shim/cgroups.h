@@ -17,6 +17,11 @@ struct CgroupLimits {
   long long cpu_quota_us = -1, cpu_period_us = -1, memory_bytes = -1, pids_max = -1;
 };
 
+// What the supervisor's sysinfo emulation reports; -1 = not known (no such controller/limit).
+struct CgroupUsage {
+  long long memory_limit = -1, memory_usage = -1, pids = -1;
+};
+
 class Cgroup {
  public:
   virtual ~Cgroup() = default;
@@ -32,6 +37,9 @@ class Cgroup {
   virtual void destroy() = 0;
   // Every cgroup.procs this cgroup writes to (for `berth-shim exec`, which joins them).
   virtual std::vector<std::string> procs_files() = 0;
+  // Reads the memory limit and usage and the number of tasks; never throws. Safe to call from
+  // several threads (it only reads files).
+  virtual CgroupUsage usage() = 0;
 };
 
 // `rel_path` is relative to each hierarchy's root, e.g. "berth/<id>" (no "..", no leading "/").

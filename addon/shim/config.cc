@@ -134,6 +134,26 @@ Config parse_config(const std::string& data) {
       c.pids_max = parse_int(key, v, 1, 1LL << 22);
     } else if (key == "log_max_bytes") {
       c.log_max_bytes = parse_int(key, v, 1, 1LL << 50);
+    } else if (key == "rules_file") {
+      if (!is_abs_clean(v)) bad(key, "not an absolute path");
+      c.rules_file = v;
+    } else if (key == "hosts_file") {
+      if (!is_abs_clean(v)) bad(key, "not an absolute path");
+      c.hosts_file = v;
+    } else if (key == "uname_release") {
+      // struct utsname's fields hold 64 characters and a NUL.
+      if (v.empty() || v.size() > 64) bad(key, "want 1-64 characters");
+      c.uname_release = v;
+    } else if (key == "chaos_calls") {
+      size_t i = 0;
+      while (i <= v.size()) {
+        size_t j = v.find(',', i);
+        if (j == std::string::npos) j = v.size();
+        std::string call = v.substr(i, j - i);
+        if (call == "open") c.chaos_open = true;
+        else if (!call.empty()) bad(key, "unknown call `" + call + "` (known: open)");
+        i = j + 1;
+      }
     } else {
       // An old shim must never silently ignore a newer daemon's setting.
       bad(key, "unknown key");
@@ -144,6 +164,8 @@ Config parse_config(const std::string& data) {
   if (c.args.empty()) bad("arg", "missing");
   if (c.uid_base.has_value() != c.uid_count.has_value()) bad("uid_base", "uid_base and uid_count go together");
   if (c.uid_base && *c.uid_base + *c.uid_count - 1 > 0xfffffffeUL) bad("uid_count", "range overflows");
+  // Last, so that it is mounted after the image's binds and wins over one of /etc.
+  if (!c.hosts_file.empty()) c.binds.push_back(BindMount{c.hosts_file, "/etc/hosts", true, false, false});
   if (c.cpu_quota_us > 0 && c.cpu_period_us < 0) c.cpu_period_us = 100000;  // the kernel's default
   return c;
 }

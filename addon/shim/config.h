@@ -32,6 +32,11 @@ struct Config {
   std::string cgroup;
   long long cpu_quota_us = -1, cpu_period_us = -1, memory_bytes = -1, pids_max = -1;
   long long log_max_bytes = -1;  // -1: never rotate
+  // The proxy namespace (docs/proxy.md).
+  std::string rules_file;      // initial rule table, read before the container starts
+  std::string hosts_file;      // bound read-only over /etc/hosts (also added to `binds`)
+  std::string uname_release;   // "" = uname is not trapped
+  bool chaos_open = false;     // chaos_calls contains `open`
 
   bool userns() const { return uid_base.has_value(); }
 };

@@ -22,7 +22,9 @@
 #include "logs.h"
 #include "mounts.h"
 #include "namespaces.h"
+#include "rules.h"
 #include "server.h"
+#include "supervisor.h"
 #include "util.h"
 
 namespace berth {
@@ -150,9 +152,9 @@ std::vector<UniqueFd> recv_go(int sock, size_t nfds) {
     if (cfg.init) {
       // What the container sees of PID 1 in ps: not the host's paths on our command line.
       hide_command_line("berth-init");
-      run_init(cfg.args, cfg.env, sync);
+      run_init(cfg.args, cfg.env, sync, filter_plan(cfg, FilterPlan::SYNC, sync));
     }
-    exec_command(cfg.args, cfg.env);
+    exec_command(cfg.args, cfg.env, filter_plan(cfg, FilterPlan::SYNC, sync));
   } catch (const SysError& e) {
     report_error(sync, e);
   } catch (const std::exception& e) {
@@ -167,6 +169,8 @@ std::vector<UniqueFd> recv_go(int sock, size_t nfds) {
 
 struct Container {
   std::unique_ptr<Cgroup> cgroup;
+  // Never destroyed: its threads run until the shim _exit()s (as every path out of run_shim does).
+  std::unique_ptr<Supervisor> sup;
   std::unique_ptr<ControlServer> server;
   std::unique_ptr<LogWriter> log;
   UniqueFd out_r, err_r;
@@ -212,6 +216,21 @@ void start_container(const std::string& bundle, const Config& cfg, Container& c)
   limits.pids_max = cfg.pids_max;
   c.cgroup = open_cgroup(cfg.cgroup);
   c.cgroup->create(limits);
+
+  // The supervisor's first table, before anything runs: the workload's very first bind or
+  // connect already sees it (docs/proxy.md). Without one: no ports, no services, egress none.
+  auto rules = std::make_shared<const Rules>();
+  if (!cfg.rules_file.empty()) {
+    try {
+      rules = std::make_shared<const Rules>(parse_rules_text(read_file(cfg.rules_file)));
+    } catch (SysError& e) {
+      e.code = "BERTH_ERR_CONFIG";
+      if (e.path.empty() && e.syscall.empty()) e.detail = "rules_file `" + cfg.rules_file + "`: " + e.detail;
+      throw;
+    }
+  }
+  c.sup = std::make_unique<Supervisor>(cfg, c.cgroup.get(), rules);
+  c.server->set_supervisor(c.sup.get());
 
   // 5. Log pipes (the shim keeps the read ends) and the log file.
   int p[2];
@@ -264,13 +283,34 @@ void start_container(const std::string& bundle, const Config& cfg, Container& c)
   trees.clear();
 
   // 7. The child mounts, pivots, hardens and execve()s. The sync socket is close-on-exec, so
-  // EOF means the command is running; a message is the JSON of the step that failed.
-  char buf[4096];
-  ssize_t n;
-  do n = ::recv(sync_parent.get(), buf, sizeof buf - 1, 0);
-  while (n < 0 && errno == EINTR);
-  if (n < 0) throw_errno("BERTH_ERR_SYSCALL", "recv", "sync socket");
-  if (n > 0) {
+  // EOF means the command is running; a message is the JSON of the step that failed, or 'L' with
+  // the command's seccomp listener, sent just before its execve: the supervisor starts at once,
+  // and the workload's first trapped call waits in the kernel until a worker receives it.
+  for (;;) {
+    char buf[4096];
+    iovec iov{buf, sizeof buf - 1};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int))];
+    msg.msg_control = ctrl;
+    msg.msg_controllen = sizeof ctrl;
+    ssize_t n = ::recvmsg(sync_parent.get(), &msg, MSG_CMSG_CLOEXEC);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_errno("BERTH_ERR_SYSCALL", "recv", "sync socket");
+    if (n == 0) break;
+    UniqueFd passed;
+    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(cm), sizeof fd);
+      passed.reset(fd);
+    }
+    if (n == 1 && buf[0] == 'L' && passed.valid()) {
+      c.sup->start(pid, c.pidfd.get(), now_ms());
+      c.sup->add_listener(std::move(passed));
+      continue;
+    }
     std::string json(buf, static_cast<size_t>(n));
     while (!json.empty() && json.back() == '\n') json.pop_back();
     throw ChildFailed{json};

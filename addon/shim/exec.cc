@@ -20,6 +20,7 @@
 #include "config.h"
 #include "namespaces.h"
 #include "seccomp.h"
+#include "server.h"
 
 extern char** environ;
 
@@ -89,7 +90,61 @@ std::vector<char*> cstrs(const std::vector<std::string>& v) {
 
 }  // namespace
 
-[[noreturn]] void exec_command(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
+FilterPlan filter_plan(const Config& cfg, FilterPlan::Sink sink, int fd) {
+  FilterPlan p;
+  p.traps.network = cfg.private_net;  // net=host: no namespace of its own to proxy
+  p.traps.uname = !cfg.uname_release.empty();
+  p.traps.open = cfg.chaos_open;
+  p.sink = sink;
+  p.fd = fd;
+  return p;
+}
+
+namespace {
+
+void send_fd(int sock, const char* data, size_t len, int fd) {
+  iovec iov{const_cast<char*>(data), len};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int))];
+  msg.msg_control = ctrl;
+  msg.msg_controllen = sizeof ctrl;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  if (::sendmsg(sock, &msg, MSG_NOSIGNAL) < 0) throw_errno("BERTH_ERR_SECCOMP", "sendmsg", "seccomp listener");
+}
+
+// Installs the proxy filter and hands its listener to the shim. From here on the trapped calls
+// wait for the shim's answer, so the shim has the fd before anything runs that could make one.
+void install_proxy_filter(const FilterPlan& plan) {
+  const auto program = build_filter(proxy_filter_spec(plan.traps));
+  set_no_new_privs();
+  if (plan.sink == FilterPlan::NONE) return install_filter(program);
+  UniqueFd listener = install_filter_with_listener(program);
+  if (plan.sink == FilterPlan::SYNC) return send_fd(plan.fd, "L", 1, listener.get());
+  static const char kReq[] = "listener\n";
+  send_fd(plan.fd, kReq, sizeof kReq - 1, listener.get());
+  listener.reset();
+  // Wait for the reply: the shim has registered the listener once it answers.
+  char c = 0;
+  std::string reply;
+  while (reply.size() < 512) {
+    ssize_t n = ::read(plan.fd, &c, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0 || c == '\n') break;
+    reply += c;
+  }
+  if (reply.rfind("{\"ok\":true", 0) != 0) throw_error("BERTH_ERR_SECCOMP", "the shim refused the exec's seccomp listener: " + reply);
+}
+
+}  // namespace
+
+[[noreturn]] void exec_command(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                               const FilterPlan& plan) {
   std::string file = argv.at(0);
   if (file.find('/') == std::string::npos) {
     int err = ENOENT;
@@ -100,7 +155,7 @@ std::vector<char*> cstrs(const std::vector<std::string>& v) {
   auto args = cstrs(argv);
   auto envp = cstrs(env);
   // Last: the filter denies calls the steps above may need; nothing but execve follows.
-  install_default_filter();
+  install_proxy_filter(plan);
   ::execve(file.c_str(), args.data(), envp.data());
   throw_exec(argv.at(0), errno);
 }
@@ -219,6 +274,12 @@ int cmd_exec(int argc, char** argv) {
       }
     }
 
+    // The shim's control socket, while its path is still ours to reach: the command's seccomp
+    // listener goes to the shim through it (docs/proxy.md), so exec'd processes are supervised
+    // like the container's own. No shim: the listener is dropped and trapped calls fail ENOSYS.
+    UniqueFd control = connect_unix(a.bundle + "/shim.sock");
+    FilterPlan plan = filter_plan(cfg, control.valid() ? FilterPlan::CONTROL : FilterPlan::NONE, control.get());
+
     // One setns with a pidfd and several flags: the kernel switches all namespaces at once, in
     // the right order (user namespace first), or none.
     int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP;
@@ -249,7 +310,7 @@ int cmd_exec(int argc, char** argv) {
       try {
         if (::chdir(cwd.c_str()) < 0) throw_errno("BERTH_ERR_SYSCALL", "chdir", cwd);
         harden(cfg.userns());
-        exec_command(a.argv, env);
+        exec_command(a.argv, env, plan);
       } catch (const SysError& e) {
         report_error(err_w.get(), e);
         ::_exit(exec_failure_status(e));

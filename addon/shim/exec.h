@@ -5,9 +5,23 @@
 #include <string>
 #include <vector>
 
+#include "config.h"
+#include "seccomp.h"
 #include "util.h"
 
 namespace berth {
+
+// Which filter exec_command installs, and where its listener goes (docs/proxy.md).
+struct FilterPlan {
+  ProxyTraps traps;
+  enum Sink {
+    SYNC,     // the container's first command: one 'L' message with the fd on the sync socket
+    CONTROL,  // `berth-shim exec`: a `listener` request with the fd on the shim's control socket
+    NONE,     // no shim to hand it to: trapped calls fail with ENOSYS
+  } sink = NONE;
+  int fd = -1;
+};
+FilterPlan filter_plan(const Config& cfg, FilterPlan::Sink sink, int fd);
 
 // Every signal back to SIG_DFL and unblocked: dispositions set to SIG_IGN and the blocked
 // mask survive execve, and the shim ignores SIGPIPE for itself.
@@ -18,9 +32,10 @@ void reset_signals();
 void harden(bool userns);
 
 // Resolves argv[0] through PATH (from ENV, or the usual default), installs the seccomp filter
-// and execve()s. Only returns by throwing: BERTH_ERR_EXEC_NOT_FOUND (ENOENT),
+// (the proxy filter with a new listener, handed over as PLAN says) and execve()s. Only returns by throwing: BERTH_ERR_EXEC_NOT_FOUND (ENOENT),
 // BERTH_ERR_EXEC_DENIED (EACCES/ENOEXEC/EPERM), or whatever failed before.
-[[noreturn]] void exec_command(const std::vector<std::string>& argv, const std::vector<std::string>& env);
+[[noreturn]] void exec_command(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                               const FilterPlan& plan);
 
 // The `exec` exit status for an error: 127 not found, 126 not executable, 125 anything else.
 int exec_failure_status(const SysError& e);

@@ -38,7 +38,8 @@ void hide_command_line(const char* title) {
   ::prctl(PR_SET_NAME, title, 0, 0, 0);  // comm, otherwise "memfd:berth-shi"
 }
 
-[[noreturn]] void run_init(const std::vector<std::string>& argv, const std::vector<std::string>& env, int report_fd) {
+[[noreturn]] void run_init(const std::vector<std::string>& argv, const std::vector<std::string>& env, int report_fd,
+                          const FilterPlan& plan) {
   // Block what we wait for *before* forking, so a SIGCHLD or SIGTERM that arrives between the
   // fork and sigwaitinfo stays pending instead of being lost. A real (empty) handler as well:
   // the kernel discards a signal to a pid namespace's init that has SIG_DFL for it, and we do not
@@ -66,7 +67,7 @@ void hide_command_line(const char* title) {
       dfl.sa_handler = SIG_DFL;
       for (int sig : kForwarded) ::sigaction(sig, &dfl, nullptr);
       ::sigprocmask(SIG_SETMASK, &old, nullptr);
-      exec_command(argv, env);
+      exec_command(argv, env, plan);
     } catch (const SysError& e) {
       report_error(report_fd, e);
       ::_exit(exec_failure_status(e));

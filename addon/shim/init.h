@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "exec.h"
+
 namespace berth {
 
 // Called in the container's PID 1 after harden(). Forks the command (which runs
@@ -19,6 +21,8 @@ namespace berth {
 void remember_command_line(int argc, char** argv);
 void hide_command_line(const char* title);
 
-[[noreturn]] void run_init(const std::vector<std::string>& argv, const std::vector<std::string>& env, int report_fd);
+// PLAN is the command's filter (the init itself gets the default deny filter, no listener).
+[[noreturn]] void run_init(const std::vector<std::string>& argv, const std::vector<std::string>& env, int report_fd,
+                          const FilterPlan& plan);
 
 }  // namespace berth

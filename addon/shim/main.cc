@@ -7,6 +7,7 @@
 #include "exec.h"
 #include "init.h"
 #include "reexec.h"
+#include "rules.h"
 #include "util.h"
 
 namespace {
@@ -22,6 +23,11 @@ int main(int argc, char** argv) {
   std::string mode = argc > 1 ? argv[1] : "";
   if (mode == "version") {
     std::printf("1\n");
+    return 0;
+  }
+  if (mode == "selftest" && argc == 4) {
+    // The pure parts of the supervisor (JSON, CIDRs, rules, connect decisions), for tests.
+    std::printf("%s\n", berth::selftest(argv[2], argv[3]).c_str());
     return 0;
   }
   if (mode != "create" && mode != "exec") {

@@ -366,6 +366,47 @@ std::vector<std::string> denied_syscall_names() {
   return names;
 }
 
+FilterSpec proxy_filter_spec(const ProxyTraps& traps) {
+  FilterSpec spec;
+  const auto notif = SeccompAction::user_notif();
+  constexpr uint64_t kMsgFastOpen = 0x20000000;  // MSG_FASTOPEN
+  for (auto& r : default_deny_rules()) {
+    if (r.nr == __NR_mount) continue;  // the supervisor's allow-list decides
+    spec.rules.push_back(std::move(r));
+  }
+  spec.rules.push_back({SYS(mount), notif, std::nullopt, "tmpfs and proc done by the supervisor, the rest refused"});
+  spec.rules.push_back({SYS(seccomp), SeccompAction::errno_(EPERM),
+                        ArgCondition{1, ArgCondition::MASKED_NONZERO, SECCOMP_FILTER_FLAG_NEW_LISTENER, 0},
+                        "a nested listener would take notifications away from the supervisor"});
+  spec.rules.push_back({SYS(sysinfo), notif, std::nullopt, "emulated: the container's limits"});
+  spec.rules.push_back({SYS(mknod), notif, std::nullopt, "safe character devices emulated, the rest refused"});
+  spec.rules.push_back({SYS(mknodat), notif, std::nullopt, "safe character devices emulated, the rest refused"});
+  if (traps.network) {
+    spec.rules.push_back({SYS(bind), notif, std::nullopt, "declared ports are bound on the host"});
+    spec.rules.push_back({SYS(connect), notif, std::nullopt, "services, egress policy, chaos"});
+    spec.rules.push_back({SYS(sendto), SeccompAction::errno_(EOPNOTSUPP),
+                          ArgCondition{3, ArgCondition::MASKED_NONZERO, kMsgFastOpen, 0},
+                          "fast open connects without a trapped connect"});
+    spec.rules.push_back({SYS(sendto), notif, ArgCondition{4, ArgCondition::MASKED_NONZERO, ~uint64_t{0}, 0},
+                          "a datagram with a destination: chaos"});
+    spec.rules.push_back({SYS(sendmsg), SeccompAction::errno_(EOPNOTSUPP),
+                          ArgCondition{2, ArgCondition::MASKED_NONZERO, kMsgFastOpen, 0},
+                          "fast open connects without a trapped connect"});
+    spec.rules.push_back({SYS(sendmmsg), SeccompAction::errno_(EOPNOTSUPP),
+                          ArgCondition{3, ArgCondition::MASKED_NONZERO, kMsgFastOpen, 0},
+                          "fast open connects without a trapped connect"});
+  }
+  if (traps.uname) spec.rules.push_back({SYS(uname), notif, std::nullopt, "uname_release"});
+  if (traps.open) {
+#ifdef __NR_open
+    spec.rules.push_back({SYS(open), notif, std::nullopt, "chaos on file paths"});
+#endif
+    spec.rules.push_back({SYS(openat), notif, std::nullopt, "chaos on file paths"});
+    spec.rules.push_back({SYS(openat2), notif, std::nullopt, "chaos on file paths"});
+  }
+  return spec;
+}
+
 void set_no_new_privs() {
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) throw_errno("BERTH_ERR_SECCOMP", "prctl(PR_SET_NO_NEW_PRIVS)");
 }

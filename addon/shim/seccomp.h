@@ -88,6 +88,19 @@ void install_filter(const std::vector<sock_filter>& program);
 // USER_NOTIF rules needs (without a listener those calls fail with ENOSYS).
 UniqueFd install_filter_with_listener(const std::vector<sock_filter>& program);
 
+// What the proxy namespace traps (docs/proxy.md, "What the filter traps").
+struct ProxyTraps {
+  bool network = true;  // bind, connect, sendto with a destination (off with net=host)
+  bool uname = false;   // only with uname_release
+  bool open = false;    // open, openat, openat2: only with chaos_calls containing `open`
+};
+
+// default_deny_spec() with `mount` handed to the supervisor instead of denied, and USER_NOTIF for
+// the trapped calls. Also denies a nested listener (seccomp with SECCOMP_FILTER_FLAG_NEW_LISTENER)
+// and MSG_FASTOPEN on sendmsg/sendmmsg/sendto: a socket the supervisor injected lives in the host's
+// network namespace, and a fast-open send would connect it to an address no trapped call saw.
+FilterSpec proxy_filter_spec(const ProxyTraps& traps);
+
 // set_no_new_privs() then install_filter(build_filter(default_deny_spec())). Call it last before
 // execve: the filter denies mount, unshare, setns and friends.
 void install_default_filter();

@@ -5,6 +5,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -13,11 +14,16 @@
 #include <cstring>
 
 #include "namespaces.h"
+#include "rules.h"
+#include "supervisor.h"
 
 namespace berth {
 namespace {
 
-constexpr size_t kMaxLine = 4096;  // a client that sends longer lines is dropped
+// A client that sends a longer line is dropped. `rules` lines carry whole tables.
+constexpr size_t kMaxLine = 4 << 20;
+constexpr int kMaxFdsPerClient = 4;
+constexpr long kEventBatchNs = 100 * 1000000L;  // docs/proxy.md: events at most every 100 ms
 
 void epoll_add(int ep, int fd) {
   epoll_event ev{};
@@ -36,6 +42,28 @@ bool pump(int fd, int stream, LogWriter& log) {
   return true;
 }
 
+// sun_path holds 107 bytes, and DATA/containers/<64-hex id>/shim.sock passes that for any data
+// dir longer than ~20 characters. A long path is reached through an O_PATH fd of its directory
+// instead: /proc/self/fd/N/shim.sock resolves to the same place (berthd connects the same way).
+sockaddr_un unix_address(const std::string& path, UniqueFd* dir_fd) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::string addr_path = path;
+  if (path.size() >= sizeof addr.sun_path) {
+    auto slash = path.rfind('/');
+    std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
+    dir_fd->reset(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!dir_fd->valid()) throw_errno("BERTH_ERR_SYSCALL", "open", dir);
+    addr_path = "/proc/self/fd/" + std::to_string(dir_fd->get()) + "/" + path.substr(slash + 1);
+    if (addr_path.size() >= sizeof addr.sun_path) {
+      errno = ENAMETOOLONG;
+      throw_errno("BERTH_ERR_SYSCALL", "bind", path);
+    }
+  }
+  std::memcpy(addr.sun_path, addr_path.c_str(), addr_path.size() + 1);
+  return addr;
+}
+
 }  // namespace
 
 std::string ExitInfo::fields_json() const {
@@ -44,27 +72,21 @@ std::string ExitInfo::fields_json() const {
          ",\"reason\":\"" + reason + "\"";
 }
 
-ControlServer::ControlServer(std::string path) : path_(std::move(path)) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  // sun_path holds 107 bytes, and DATA/containers/<64-hex id>/shim.sock passes that for any
-  // data dir longer than ~20 characters. A long path is reached through an O_PATH fd of its
-  // directory instead: /proc/self/fd/N/shim.sock resolves to the same place (berthd connects
-  // the same way).
-  UniqueFd dir_fd;
-  std::string addr_path = path_;
-  if (path_.size() >= sizeof addr.sun_path) {
-    auto slash = path_.rfind('/');
-    std::string dir = slash == std::string::npos ? "." : path_.substr(0, slash);
-    dir_fd.reset(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-    if (!dir_fd.valid()) throw_errno("BERTH_ERR_SYSCALL", "open", dir);
-    addr_path = "/proc/self/fd/" + std::to_string(dir_fd.get()) + "/" + path_.substr(slash + 1);
-    if (addr_path.size() >= sizeof addr.sun_path) {
-      errno = ENAMETOOLONG;
-      throw_errno("BERTH_ERR_SYSCALL", "bind", path_);
-    }
+UniqueFd connect_unix(const std::string& path) {
+  try {
+    UniqueFd dir_fd;
+    sockaddr_un addr = unix_address(path, &dir_fd);
+    UniqueFd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!s.valid() || ::connect(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) return UniqueFd();
+    return s;
+  } catch (const SysError&) {
+    return UniqueFd();
   }
-  std::memcpy(addr.sun_path, addr_path.c_str(), addr_path.size() + 1);
+}
+
+ControlServer::ControlServer(std::string path) : path_(std::move(path)) {
+  UniqueFd dir_fd;
+  sockaddr_un addr = unix_address(path_, &dir_fd);
   listen_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!listen_.valid()) throw_errno("BERTH_ERR_SYSCALL", "socket", path_);
   // A socket file left by a previous shim is replaced, unless a shim still answers on it: two
@@ -100,6 +122,13 @@ ExitInfo ControlServer::serve_until_exit(int pidfd, pid_t pid, int out_fd, int e
   epoll_add(ep, pidfd);
   epoll_add(ep, out_fd);
   epoll_add(ep, err_fd);
+  const int events_fd = sup_ ? sup_->event_fd() : -1;
+  if (sup_) {
+    epoll_add(ep, events_fd);
+    timer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+    if (!timer_.valid()) throw_errno("BERTH_ERR_SYSCALL", "timerfd_create");
+    epoll_add(ep, timer_.get());
+  }
   for (;;) {
     epoll_event evs[16];
     int n = ::epoll_wait(ep, evs, 16, -1);
@@ -111,6 +140,22 @@ ExitInfo ControlServer::serve_until_exit(int pidfd, pid_t pid, int out_fd, int e
       int fd = evs[i].data.fd;
       if (fd == listen_.get()) {
         accept_clients();
+      } else if (fd == events_fd) {
+        // Something happened: send it in the next batch, not now (at most one line per 100 ms
+        // per kind, however busy the container is).
+        uint64_t v;
+        (void)!::read(events_fd, &v, sizeof v);
+        if (!timer_armed_) {
+          itimerspec its{};
+          its.it_value.tv_nsec = kEventBatchNs;
+          ::timerfd_settime(timer_.get(), 0, &its, nullptr);
+          timer_armed_ = true;
+        }
+      } else if (timer_.valid() && fd == timer_.get()) {
+        uint64_t v;
+        (void)!::read(fd, &v, sizeof v);
+        timer_armed_ = false;
+        flush_events();
       } else if (fd == out_fd || fd == err_fd) {
         if (!pump(fd, fd == out_fd ? 1 : 2, log)) {
           ::epoll_ctl(ep, EPOLL_CTL_DEL, fd, nullptr);
@@ -175,7 +220,17 @@ void ControlServer::drain_logs(int out_fd, int err_fd, LogWriter& log, int timeo
   }
 }
 
+void ControlServer::flush_events() {
+  if (!sup_) return;
+  for (const auto& line : sup_->take_events())
+    for (auto it = clients_.begin(); it != clients_.end();) {
+      int fd = (it++)->first;  // send_line may not drop, but stay safe against erasure
+      send_line(fd, line);
+    }
+}
+
 void ControlServer::finish(const std::string& line) {
+  flush_events();
   for (auto it = clients_.begin(); it != clients_.end();) {
     send_line(it->first, line);
     ::close(it->first);
@@ -195,7 +250,7 @@ void ControlServer::accept_clients() {
       ::close(c);
       continue;
     }
-    clients_[c] = "";
+    clients_[c] = Client{};
   }
 }
 
@@ -214,25 +269,65 @@ void ControlServer::send_line(int fd, const std::string& line) {
 }
 
 void ControlServer::on_client(int fd) {
-  char buf[1024];
-  ssize_t n = ::read(fd, buf, sizeof buf);
+  char buf[65536];
+  iovec iov{buf, sizeof buf};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int) * kMaxFdsPerClient)];
+  msg.msg_control = ctrl;
+  msg.msg_controllen = sizeof ctrl;
+  ssize_t n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-  if (n <= 0) return drop(fd);
-  std::string& in = clients_[fd];
+  Client& cl = clients_[fd];
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < k; i++) {
+      int rfd;
+      std::memcpy(&rfd, CMSG_DATA(c) + i * sizeof(int), sizeof rfd);
+      cl.fds.emplace_back(rfd);
+    }
+  }
+  if (n <= 0 || cl.fds.size() > kMaxFdsPerClient) return drop(fd);
+  std::string& in = cl.in;
   in.append(buf, static_cast<size_t>(n));
   size_t nl;
   while ((nl = in.find('\n')) != std::string::npos) {
     std::string req = in.substr(0, nl);
     in.erase(0, nl + 1);
-    send_line(fd, handle(req));
+    send_line(fd, handle(fd, req));
+    if (!clients_.count(fd)) return;
   }
   if (in.size() > kMaxLine) drop(fd);
 }
 
-std::string ControlServer::handle(const std::string& request) {
+std::string ControlServer::handle(int fd, const std::string& request) {
   try {
-    if (request == "state")
-      return "{\"event\":\"state\",\"pid\":" + std::to_string(pid_) + ",\"running\":" + (running_ ? "true" : "false") + "}";
+    if (request == "state") {
+      std::string proxy;
+      if (sup_) proxy = ",\"rulesVersion\":" + std::to_string(sup_->rules_version()) + ",\"chaosHits\":" + sup_->chaos_hits_json();
+      return "{\"event\":\"state\",\"pid\":" + std::to_string(pid_) + ",\"running\":" + (running_ ? "true" : "false") + proxy + "}";
+    }
+    if (request.rfind("rules ", 0) == 0) {
+      if (!sup_) throw_error("BERTH_ERR_CONFIG", "rules: this shim has no supervisor");
+      auto rules = std::make_shared<const Rules>(parse_rules_text(request.substr(6)));
+      return "{\"ok\":true,\"version\":" + std::to_string(sup_->set_rules(rules)) + "}";
+    }
+    if (request == "listener") {
+      // `berth-shim exec` hands over its command's seccomp listener (docs/proxy.md).
+      Client& cl = clients_[fd];
+      if (!sup_ || cl.fds.empty()) throw_error("BERTH_ERR_CONFIG", "listener: no file descriptor came with the request");
+      UniqueFd l = std::move(cl.fds.front());
+      cl.fds.erase(cl.fds.begin());
+      char link[64] = "";
+      std::string self = "/proc/self/fd/" + std::to_string(l.get());
+      ssize_t len = ::readlink(self.c_str(), link, sizeof link - 1);
+      if (len <= 0 || std::string(link, static_cast<size_t>(len)) != "anon_inode:seccomp notify")
+        throw_error("BERTH_ERR_CONFIG", "listener: not a seccomp notification fd");
+      sup_->add_listener(std::move(l));
+      return "{\"ok\":true}";
+    }
     if (request.rfind("kill ", 0) == 0) {
       std::string num = request.substr(5);
       if (num.empty() || num.size() > 2 || num.find_first_not_of("0123456789") != std::string::npos)

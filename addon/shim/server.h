@@ -7,11 +7,18 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "logs.h"
 #include "util.h"
 
 namespace berth {
+
+class Supervisor;
+
+// Connects to the Unix socket PATH (a long path through an O_PATH fd of its directory).
+// Returns an invalid fd when nothing listens there.
+UniqueFd connect_unix(const std::string& path);
 
 struct ExitInfo {
   int exit_code = 0;
@@ -38,18 +45,28 @@ class ControlServer {
   void drain_logs(int out_fd, int err_fd, LogWriter& log, int timeout_ms);
   // Sends LINE to every client, then closes them and removes the socket.
   void finish(const std::string& line);
+  // Serves `rules` and `listener` requests and forwards its events (docs/proxy.md).
+  void set_supervisor(Supervisor* s) { sup_ = s; }
 
  private:
   void accept_clients();
   void on_client(int fd);
-  std::string handle(const std::string& request);
+  std::string handle(int fd, const std::string& request);
+  void flush_events();
   void send_line(int fd, const std::string& line);
   void drop(int fd);
 
   std::string path_;
   UniqueFd listen_;
   UniqueFd epoll_;
-  std::map<int, std::string> clients_;  // fd -> unparsed input
+  struct Client {
+    std::string in;                // unparsed input
+    std::vector<UniqueFd> fds;     // received with SCM_RIGHTS, for a `listener` request
+  };
+  std::map<int, Client> clients_;
+  Supervisor* sup_ = nullptr;
+  UniqueFd timer_;  // one-shot: events are sent at most every 100 ms
+  bool timer_armed_ = false;
   int pidfd_ = -1;
   pid_t pid_ = 0;
   bool running_ = true;
