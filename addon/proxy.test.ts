@@ -108,13 +108,14 @@ if (SKIP !== false) {
 async function containerTests (): Promise<void> {
   const tmp = mkdtempSync('/var/tmp/bpx-')
   const image = join(tmp, 'image')
-  const started: Array<{ bundle: string, shimPid: number }> = []
+  const started: Array<{ bundle: string, pid: number, shimPid: number }> = []
   const servers: Server[] = []
   let seq = 0
 
   t.teardown(async () => {
     for (const s of servers) s.close()
-    for (const s of started) if (alive(s.shimPid)) try { process.kill(s.shimPid, 'SIGKILL') } catch {}
+    // A container outlives its shim: kill both (PID 1's death ends its pid namespace).
+    for (const s of started) for (const p of [s.pid, s.shimPid]) if (alive(p)) try { process.kill(p, 'SIGKILL') } catch {}
     for (const s of started) for (let i = 0; i < 40 && alive(s.shimPid); i++) await sleep(50)
     spawnSync('ip', ['link', 'del', DUMMY])
     for (const h of cgroupHierarchies()) {
@@ -123,6 +124,9 @@ async function containerTests (): Promise<void> {
       for (const leaf of readdirSync(parent, { withFileTypes: true })) {
         if (!leaf.isDirectory()) continue
         try { writeFileSync(join(parent, leaf.name, 'cgroup.kill'), '1') } catch {}
+        try {
+          for (const p of readFileSync(join(parent, leaf.name, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) process.kill(Number(p), 'SIGKILL')
+        } catch {}
         for (let i = 0; i < 20; i++) { try { rmdirSync(join(parent, leaf.name)); break } catch { await sleep(50) } }
       }
       try { rmdirSync(parent) } catch {}
@@ -177,7 +181,7 @@ async function containerTests (): Promise<void> {
     const r = spawnSync(SHIM, ['create', dir], { encoding: 'utf8', timeout: 30_000 })
     const json = JSON.parse(r.stdout.trim().split('\n')[0] || '{}')
     if (json.ok !== true) throw new Error(`create: ${r.stdout} ${r.stderr}`)
-    started.push({ bundle: dir, shimPid: json.shimPid })
+    started.push({ bundle: dir, pid: json.pid, shimPid: json.shimPid })
     return { dir, pid: json.pid, shimPid: json.shimPid }
   }
 
