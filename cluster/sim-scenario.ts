@@ -6,7 +6,7 @@
 import { createRandom } from './random.ts'
 import { createSimFleet } from './simulation.ts'
 import type { FalseDeath } from './simulation.ts'
-import type { ProfileName } from './config.ts'
+import type { ClusterConfig, ProfileName } from './config.ts'
 
 export interface ScenarioResult {
   seed: number
@@ -34,6 +34,7 @@ export interface ScenarioInit {
   /** allow partitions (default true) */
   partitions?: boolean
   crashes?: number
+  config?: Partial<ClusterConfig>
 }
 
 export async function runScenario (init: ScenarioInit): Promise<ScenarioResult> {
@@ -41,7 +42,7 @@ export async function runScenario (init: ScenarioInit): Promise<ScenarioResult> 
   const r = createRandom(init.seed ^ 0x5eed)
   const lossRate = r.next() * 0.05
   const fleet = createSimFleet({
-    seed: init.seed, nodes: init.nodes, profile: init.profile ?? 'lan',
+    seed: init.seed, nodes: init.nodes, profile: init.profile ?? 'lan', config: init.config,
     lossRate, delayMs: 1 + r.int(5), jitterMs: r.int(20)
   })
   const ids = fleet.ids
