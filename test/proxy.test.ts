@@ -53,8 +53,20 @@ if (skip !== undefined) {
 
   // A python http.server as the service "web" (port http:8000), also published on a fixed port.
   const hostPort = 20000 + Math.floor(Math.random() * 5000)
-  await d.ok(['run', '-d', '--name', 'web', '--port', 'http:8000', '--publish', `${hostPort}:8001`, 'host', 'sh', '-c',
-    'cd /usr/share && (python3 -m http.server 8001 --bind 0.0.0.0 >/dev/null 2>&1 &) && exec python3 -m http.server 8000 --bind :: >/dev/null 2>&1'])
+  // python's http.server listens with a backlog of 5; a service under 200 concurrent clients
+  // wants more, as any real one would set.
+  const server = [
+    'import http.server, socket, sys, threading',
+    'class S(http.server.ThreadingHTTPServer):',
+    '    request_queue_size = 1024',
+    'class S6(S):',
+    '    address_family = socket.AF_INET6',
+    'class H(http.server.SimpleHTTPRequestHandler):',
+    '    def log_message(self, *a): pass',
+    'threading.Thread(target=S(("0.0.0.0", 8001), H).serve_forever, daemon=True).start()',
+    'S6(("::", 8000), H).serve_forever()'
+  ].join('\n')
+  await d.ok(['run', '-d', '--name', 'web', '--port', 'http:8000', '--publish', `${hostPort}:8001`, '-w', '/usr/share', 'host', 'python3', '-c', server])
   await until(async () => (await d.cli(['port', 'ls', '--json'])).stdout.includes('"bound": true'), 20_000)
 
   t.test('berth port ls shows the declared ports', async t => {
@@ -132,10 +144,12 @@ if (skip !== undefined) {
   })
 
   t.test('egress: all reaches an outside address, none refuses it and keeps services, CIDRs select', async t => {
-    if (!ip('link', 'add', DUMMY_IF, 'type', 'dummy')) { t.plan(0, 'cannot create a dummy interface'); return }
+    // A veth pair (this kernel has no dummy interfaces): its address is this machine's own.
+    if (!ip('link', 'add', DUMMY_IF, 'type', 'veth', 'peer', 'name', `${DUMMY_IF}p`)) { t.plan(0, 'cannot create a veth pair'); return }
     t.teardown(() => { ip('link', 'del', DUMMY_IF) })
     ip('addr', 'add', `${DUMMY_ADDR}/32`, 'dev', DUMMY_IF)
     ip('link', 'set', DUMMY_IF, 'up')
+    ip('link', 'set', `${DUMMY_IF}p`, 'up')
     const { server, port } = await helloServer(DUMMY_ADDR)
     t.teardown(() => { server.close() })
     const probe = (extra: string[]): Promise<{ code: number, stdout: string, stderr: string }> => d.cli(['run', '--rm', ...extra, 'host', 'python3', '-c', [
@@ -233,8 +247,9 @@ if (skip !== undefined) {
   t.test('bad input gets a clear error', async t => {
     const cases: Array<[string[], RegExp, number]> = [
       [['chaos', 'add', '--workload', 'client', '--call', 'connect', '--target', 'nosuchservice:80'], /BERTH_ERR_UNKNOWN_SERVICE/, 125],
-      [['chaos', 'add', '--workload', 'client', '--call', 'connect', '--target', 'web', '--errno', 'EWHATEVER'], /BERTH_ERR_BAD_ERRNO/, 125],
-      [['chaos', 'add', '--workload', 'client', '--call', 'connect', '--target', 'web', '--probability', '1.5'], /BERTH_ERR_BAD_PROBABILITY/, 125],
+      [['chaos', 'add', '--workload', 'client', '--call', 'connect', '--target', 'web', '--errno', 'EWHATEVER'], /BERTH_ERR_BAD_ERRNO/, 2],
+      [['chaos', 'add', '--workload', 'client', '--call', 'connect', '--target', 'web', '--probability', '1.5'], /BERTH_ERR_BAD_PROBABILITY/, 2],
+      [['chaos', 'add', '--workload', 'client', '--call', 'fsync', '--target', 'web'], /BERTH_ERR_BAD_CALL/, 2],
       [['chaos', 'add', '--workload', 'client', '--call', 'open', '--target', '/etc'], /BERTH_ERR_CALL_NOT_TRAPPED/, 125],
       [['run', '--egress', '10.0.0.0/33', 'host', 'true'], /BERTH_ERR_BAD_CIDR/, 2],
       [['run', '--egress', 'bogus', 'host', 'true'], /BERTH_ERR_BAD_CIDR/, 2],

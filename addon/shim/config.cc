@@ -140,6 +140,9 @@ Config parse_config(const std::string& data) {
     } else if (key == "hosts_file") {
       if (!is_abs_clean(v)) bad(key, "not an absolute path");
       c.hosts_file = v;
+    } else if (key == "meminfo_file") {
+      if (!is_abs_clean(v)) bad(key, "not an absolute path");
+      c.meminfo_file = v;
     } else if (key == "uname_release") {
       // struct utsname's fields hold 64 characters and a NUL.
       if (v.empty() || v.size() > 64) bad(key, "want 1-64 characters");

@@ -35,6 +35,7 @@ struct Config {
   // The proxy namespace (docs/proxy.md).
   std::string rules_file;      // initial rule table, read before the container starts
   std::string hosts_file;      // bound read-only over /etc/hosts (also added to `binds`)
+  std::string meminfo_file;    // bound read-only over /proc/meminfo, rewritten every second (meminfo.h)
   std::string uname_release;   // "" = uname is not trapped
   bool chaos_open = false;     // chaos_calls contains `open`
 

@@ -23,6 +23,7 @@
 #include "mounts.h"
 #include "namespaces.h"
 #include "rules.h"
+#include "meminfo.h"
 #include "server.h"
 #include "supervisor.h"
 #include "util.h"
@@ -100,9 +101,15 @@ std::vector<UniqueFd> recv_go(int sock, size_t nfds) {
     ::close(err_w);
 
     // Wait for the parent: id maps written, cgroup joined, mount trees prepared.
-    std::vector<UniqueFd> trees = recv_go(sync, 1 + cfg.binds.size());
+    const bool meminfo = !cfg.meminfo_file.empty();
+    std::vector<UniqueFd> trees = recv_go(sync, 1 + cfg.binds.size() + (meminfo ? 1 : 0));
     UniqueFd lower = std::move(trees[0]);
     trees.erase(trees.begin());
+    UniqueFd meminfo_tree;
+    if (meminfo) {
+      meminfo_tree = std::move(trees.back());
+      trees.pop_back();
+    }
 
     // The bundle's directories, opened here and not in the shim: an fd opened before
     // CLONE_NEWNS names the *host* namespace's mount, and move_mount onto it fails (EINVAL).
@@ -130,6 +137,7 @@ std::vector<UniqueFd> recv_go(int sock, size_t nfds) {
     mount_sys(root.get(), cfg);
     mount_dev(root.get(), cfg);
     mask_paths(root.get());
+    mount_meminfo(root.get(), meminfo_tree);
     readonly_paths(root.get());
 
     if (::sethostname(cfg.name.c_str(), cfg.name.size()) < 0) throw_errno("BERTH_ERR_NAMESPACE", "sethostname", cfg.name);
@@ -231,6 +239,13 @@ void start_container(const std::string& bundle, const Config& cfg, Container& c)
   }
   c.sup = std::make_unique<Supervisor>(cfg, c.cgroup.get(), rules);
   c.server->set_supervisor(c.sup.get());
+  if (!cfg.meminfo_file.empty()) {
+    // Fill it before the container can read it, then keep it current (meminfo.h).
+    refresh_meminfo(cfg.meminfo_file, *c.cgroup);
+    Cgroup* cg = c.cgroup.get();
+    std::string path = cfg.meminfo_file;
+    c.server->set_tick(1000, [cg, path] { refresh_meminfo(path, *cg); });
+  }
 
   // 5. Log pipes (the shim keeps the read ends) and the log file.
   int p[2];
@@ -276,6 +291,11 @@ void start_container(const std::string& bundle, const Config& cfg, Container& c)
   } else {
     trees.push_back(clone_tree(cfg.image, true, true, -1));
     for (const auto& b : cfg.binds) trees.push_back(clone_tree(b.src, b.recursive, b.readonly, -1));
+  }
+  // The virtual /proc/meminfo, read-only, cloned by the host like the binds: the container's
+  // root may not be able to reach the bundle by path (a 0700 data dir).
+  if (!cfg.meminfo_file.empty()) {
+    trees.push_back(clone_tree(cfg.meminfo_file, false, true, -1));
   }
   std::vector<int> raw;
   for (auto& t : trees) raw.push_back(t.get());

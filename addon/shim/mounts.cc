@@ -257,6 +257,15 @@ void mask_paths(int root) {
   }
 }
 
+void mount_meminfo(int root, const UniqueFd& tree) {
+  if (!tree.valid()) return;
+  int fd = open_beneath(root, "/proc/meminfo", O_PATH | O_NOFOLLOW);
+  if (fd < 0) throw_errno(kErr, "openat2", "/proc/meminfo");
+  UniqueFd target(fd);
+  if (::syscall(SYS_move_mount, tree.get(), "", fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+    throw_errno(kErr, "move_mount", "/proc/meminfo");
+}
+
 void readonly_paths(int root) {
   static const char* const kReadonly[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"};
   for (const char* p : kReadonly) {

@@ -37,6 +37,9 @@ void mount_proc(int root);
 void mount_sys(int root, const Config& cfg);
 void mount_dev(int root, const Config& cfg);
 void mask_paths(int root);
+// Attaches TREE (a read-only clone of the config's meminfo_file) over /proc/meminfo
+// (meminfo.h); nothing when TREE is not valid.
+void mount_meminfo(int root, const UniqueFd& tree);
 void readonly_paths(int root);
 // pivot_root into ROOT and detach the old root; the cwd is "/" afterwards.
 void pivot_into(int root);

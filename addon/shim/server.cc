@@ -129,6 +129,15 @@ ExitInfo ControlServer::serve_until_exit(int pidfd, pid_t pid, int out_fd, int e
     if (!timer_.valid()) throw_errno("BERTH_ERR_SYSCALL", "timerfd_create");
     epoll_add(ep, timer_.get());
   }
+  if (tick_ && tick_ms_ > 0) {
+    tick_timer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+    if (!tick_timer_.valid()) throw_errno("BERTH_ERR_SYSCALL", "timerfd_create");
+    itimerspec its{};
+    its.it_value.tv_sec = its.it_interval.tv_sec = tick_ms_ / 1000;
+    its.it_value.tv_nsec = its.it_interval.tv_nsec = (tick_ms_ % 1000) * 1000000L;
+    ::timerfd_settime(tick_timer_.get(), 0, &its, nullptr);
+    epoll_add(ep, tick_timer_.get());
+  }
   for (;;) {
     epoll_event evs[16];
     int n = ::epoll_wait(ep, evs, 16, -1);
@@ -151,6 +160,10 @@ ExitInfo ControlServer::serve_until_exit(int pidfd, pid_t pid, int out_fd, int e
           ::timerfd_settime(timer_.get(), 0, &its, nullptr);
           timer_armed_ = true;
         }
+      } else if (tick_timer_.valid() && fd == tick_timer_.get()) {
+        uint64_t v;
+        (void)!::read(fd, &v, sizeof v);
+        tick_();
       } else if (timer_.valid() && fd == timer_.get()) {
         uint64_t v;
         (void)!::read(fd, &v, sizeof v);

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <map>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,8 @@ class ControlServer {
   void finish(const std::string& line);
   // Serves `rules` and `listener` requests and forwards its events (docs/proxy.md).
   void set_supervisor(Supervisor* s) { sup_ = s; }
+  // Calls FN every PERIOD_MS while the container runs (e.g. refreshing its /proc/meminfo).
+  void set_tick(int period_ms, std::function<void()> fn) { tick_ms_ = period_ms; tick_ = std::move(fn); }
 
  private:
   void accept_clients();
@@ -57,6 +60,9 @@ class ControlServer {
   void drop(int fd);
 
   std::string path_;
+  int tick_ms_ = 0;
+  std::function<void()> tick_;
+  UniqueFd tick_timer_;
   UniqueFd listen_;
   UniqueFd epoll_;
   struct Client {

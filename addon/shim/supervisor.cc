@@ -410,6 +410,7 @@ void split_path(const std::string& path, std::string* dir, std::string* base) {
 struct ProcStatus {
   uint64_t cap_eff = 0;
   long euid = -1;
+  long egid = -1;
 };
 ProcStatus proc_status(pid_t pid) {
   ProcStatus s;
@@ -420,6 +421,12 @@ ProcStatus proc_status(pid_t pid) {
       char* end;
       std::strtol(st.c_str() + p + 5, &end, 10);  // real
       s.euid = std::strtol(end, nullptr, 10);      // effective
+    }
+    p = st.find("\nGid:");
+    if (p != std::string::npos) {
+      char* end;
+      std::strtol(st.c_str() + p + 5, &end, 10);  // real
+      s.egid = std::strtol(end, nullptr, 10);      // effective
     }
     p = st.find("\nCapEff:");
     if (p != std::string::npos) s.cap_eff = std::strtoull(st.c_str() + p + 8, nullptr, 16);
@@ -982,6 +989,42 @@ class SupervisorImpl {
     return UniqueFd(::open(path, O_PATH | O_DIRECTORY | O_CLOEXEC));
   }
 
+  // A fresh node of the same device as the host's `host_node`, owned by the caller (host view of
+  // its euid/egid), as a detached bind ready for move_mount. Binding the host's own /dev/null
+  // would leave a node owned by host root (nobody inside), which the kernel refuses to open
+  // with O_CREAT in a sticky directory such as /tmp. The nodes live on a tmpfs the shim made
+  // and never attached anywhere (fsopen/fsmount): its superblock belongs to the host's user
+  // namespace, so the devices on it can be opened, and nothing of it shows on the host.
+  UniqueFd device_node(const char* host_node, mode_t perm, long uid, long gid) {
+    struct stat st{};
+    if (::stat(host_node, &st) < 0) return UniqueFd();
+    std::lock_guard<std::mutex> g(devfs_mu_);
+    if (!devfs_.valid()) {
+      UniqueFd fs(static_cast<int>(::syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC)));
+      if (!fs.valid()) return UniqueFd();
+      if (::syscall(SYS_fsconfig, fs.get(), FSCONFIG_SET_STRING, "mode", "0700", 0) < 0 ||
+          ::syscall(SYS_fsconfig, fs.get(), FSCONFIG_SET_STRING, "size", "64k", 0) < 0 ||
+          ::syscall(SYS_fsconfig, fs.get(), FSCONFIG_SET_STRING, "nr_inodes", "4096", 0) < 0 ||
+          ::syscall(SYS_fsconfig, fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0)
+        return UniqueFd();
+      devfs_.reset(static_cast<int>(::syscall(SYS_fsmount, fs.get(), FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC)));
+      if (!devfs_.valid()) return UniqueFd();
+    }
+    const std::string name = "n" + std::to_string(devfs_seq_++);
+    if (::mknodat(devfs_.get(), name.c_str(), S_IFCHR | perm, st.st_rdev) < 0) return UniqueFd();
+    // mknod applies the umask; the workload asked for `perm`.
+    if (::fchmodat(devfs_.get(), name.c_str(), perm, 0) < 0 ||
+        (uid >= 0 && ::fchownat(devfs_.get(), name.c_str(), static_cast<uid_t>(uid), static_cast<gid_t>(gid >= 0 ? gid : uid), 0) < 0)) {
+      int e = errno;
+      ::unlinkat(devfs_.get(), name.c_str(), 0);
+      errno = e;
+      return UniqueFd();
+    }
+    // The name stays: a bind of an unlinked file cannot be attached. nr_inodes bounds how many
+    // a workload can make (ENOSPC past it).
+    return UniqueFd(static_cast<int>(::syscall(SYS_open_tree, devfs_.get(), name.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)));
+  }
+
   void on_mknod(const Notif& n, int dirfd, uint64_t path_addr, uint64_t mode64, uint64_t dev64) {
     const mode_t mode = static_cast<mode_t>(mode64);
     const mode_t type = mode & S_IFMT;
@@ -1007,10 +1050,11 @@ class SupervisorImpl {
     if (!id_valid(n)) return;
     if (path.empty()) return answer_errno(n, ENOENT);
     // What the workload could not do itself, it does not get: CAP_MKNOD in its own namespace.
-    if (!(proc_status(n.pid).cap_eff & (1ULL << 27))) return answer_errno(n, EPERM);
+    const ProcStatus caller = proc_status(n.pid);
+    if (!(caller.cap_eff & (1ULL << 27))) return answer_errno(n, EPERM);
     UniqueFd base = base_dir(n.pid, path[0] == '/' ? AT_FDCWD : dirfd);
     if (!base.valid()) return answer_errno(n, errno == ENOENT ? ENOENT : EBADF);
-    UniqueFd tree(static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, node, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)));
+    UniqueFd tree = device_node(node, static_cast<mode_t>(mode & 0777), caller.euid, caller.egid);
     if (!tree.valid()) return answer_errno(n, errno);
     std::string dir, name;
     split_path(path, &dir, &name);
@@ -1168,6 +1212,9 @@ class SupervisorImpl {
   std::mutex defaults_mu_;
   std::unordered_map<int, std::unique_ptr<OptSnapshot>> defaults_;
   std::mutex count_mu_;
+  std::mutex devfs_mu_;
+  UniqueFd devfs_;           // the private tmpfs of emulated device nodes (device_node)
+  unsigned long devfs_seq_ = 0;
   std::map<CountKey, uint64_t> counts_;
   std::map<std::string, uint64_t> hits_total_, hits_delta_;
   std::vector<std::string> port_events_;

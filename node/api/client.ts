@@ -73,7 +73,9 @@ async function readAll (res: IncomingMessage): Promise<string> {
 export function errorFrom (text: string, status?: number): BerthError {
   try {
     const e = JSON.parse(text).error
-    if (e?.code !== undefined) return new BerthError(e.code, e.message, { hint: e.hint, exitCode: e.exitCode })
+    // What the daemon refused is a daemon error (125) even when it is bad input the CLI could not
+    // check itself (an unknown service); 126/127 (exec) pass through.
+    if (e?.code !== undefined) return new BerthError(e.code, e.message, { hint: e.hint, exitCode: e.exitCode === 2 ? 125 : e.exitCode })
   } catch {}
   return berthError('BERTH_ERR_API', `berthd answered ${status ?? '?'}: ${text.slice(0, 200)}`, 'see the daemon log')
 }

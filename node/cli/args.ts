@@ -42,7 +42,12 @@ export function parseArgs (argv: string[], specs: OptionSpec[], opts: { stopAtPo
       }
     } else {
       out.positionals.push(arg)
-      if (opts.stopAtPositional === true) { out.positionals.push(...argv.slice(i + 1)); break }
+      if (opts.stopAtPositional === true) {
+        // `run IMAGE -- CMD`: the `--` only separates; it is not part of the command.
+        const rest = argv.slice(i + 1)
+        out.positionals.push(...(rest[0] === '--' ? rest.slice(1) : rest))
+        break
+      }
       continue
     }
     if (spec.value === undefined) {

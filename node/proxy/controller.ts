@@ -189,13 +189,23 @@ export class ProxyController implements ProxyHooks {
         hostPort: ev.hostPort,
         updatedAt: Date.now()
       }).catch(err => log.error(err))
+    } else if (ev.event === 'totals' && typeof ev.chaosHits === 'object' && ev.chaosHits !== null) {
+      this.setHitTotals(rec, ev.chaosHits as Record<string, number>)
     } else if (ev.event === 'calls' && typeof ev.chaosHits === 'object' && ev.chaosHits !== null) {
+      // Events carry what happened since the previous one; the shim's `state` has the totals.
       const mine = this.hits.get(rec.id) ?? new Map<string, number>()
       for (const [id, n] of Object.entries(ev.chaosHits as Record<string, number>)) {
-        if (typeof n === 'number') mine.set(id, n)
+        if (typeof n === 'number') mine.set(id, (mine.get(id) ?? 0) + n)
       }
       this.hits.set(rec.id, mine)
     }
+  }
+
+  /** After (re-)adoption: the shim's running totals replace what this process counted. */
+  setHitTotals (rec: ContainerRecord, totals: Record<string, number>): void {
+    const mine = new Map<string, number>()
+    for (const [id, n] of Object.entries(totals)) if (typeof n === 'number') mine.set(id, n)
+    this.hits.set(rec.id, mine)
   }
 
   // ---- services and rules ----------------------------------------------------------------
@@ -226,23 +236,29 @@ export class ProxyController implements ProxyHooks {
       }
     }
     const now = Date.now()
-    const chaos = [...this.chaos.values()]
-      .filter(r => r.workload === rec.name && (r.expiresAt === 0 || r.expiresAt > now))
-      .map(r => {
-        const vip = view.vips.get(r.service)
-        return {
+    const chaos = []
+    for (const r of this.chaos.values()) {
+      if (r.workload !== rec.name || (r.expiresAt !== 0 && r.expiresAt <= now)) continue
+      // A service target matches both of its VIPs (a client may resolve either); an IP literal
+      // itself; bind rules and `:PORT` targets any address (no `address` key).
+      const vip = view.vips.get(r.service)
+      const addresses = r.call === 'bind' || r.call === 'open' || r.service === ''
+        ? [undefined]
+        : vip !== undefined ? [vip.v4, vip.v6] : [r.service]
+      for (const address of addresses) {
+        chaos.push({
           id: r.id,
           call: r.call,
-          address: r.call === 'bind' ? '' : vip?.v4 ?? r.service,
-          ...(vip !== undefined && r.call !== 'bind' ? { address6: vip.v6 } : {}),
+          ...(address !== undefined ? { address } : {}),
           port: r.port,
-          path: r.path,
+          ...(r.call === 'open' ? { path: r.path } : {}),
           errno: r.errno,
           delayMs: r.delayMs,
           probability: r.probability,
           expiresAt: r.expiresAt
-        }
-      })
+        })
+      }
+    }
     const rules = JSON.stringify({
       version: this.nextVersion(),
       ports: (rec.proxy?.ports ?? []).map(p => ({ name: p.name, port: p.port, proto: p.proto, hostAddress: p.hostAddress, hostPort: p.hostPort })),

@@ -217,6 +217,8 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
     entry.conn = conn
     conn.once('exit', exit => { this.serial(entry, async () => await this.onExit(entry, exit)) })
     conn.on('event', ev => this.proxy?.onShimEvent(entry.rec, ev))
+    // Counters the shim kept while nobody listened (e.g. across a daemon restart).
+    conn.state().then(st => this.proxy?.onShimEvent(entry.rec, { ...st, event: 'totals' }), () => {})
     conn.once('close', lost => {
       if (entry.conn === conn) entry.conn = undefined
       if (!lost || entry.rec.state !== 'running') return
@@ -343,6 +345,12 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
   private async writeShimConfig (rec: ContainerRecord, image: ImageRecord): Promise<void> {
     const bundle = this.bundleOf(rec.id)
     const files = await this.proxy?.prepare(rec, bundle)
+    // With a memory limit the container gets its own /proc/meminfo, kept by the shim.
+    let meminfoFile: string | undefined
+    if (rec.resources.memoryBytes !== undefined) {
+      meminfoFile = join(bundle, 'meminfo')
+      await writeFile(meminfoFile, '', { mode: 0o644 })
+    }
     const mounts = (rec.proxy?.mounts ?? []).map(m => ({ src: m.src, dst: m.dst, opts: [m.ro ? 'ro' : 'rw', 'rec', ...(rec.uidBase !== undefined ? ['idmap'] : [])] }))
     const cfg: ShimConfig = {
       id: rec.id,
@@ -351,6 +359,7 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
       binds: [...image.binds, ...mounts],
       rulesFile: files?.rulesFile,
       hostsFile: files?.hostsFile,
+      meminfoFile,
       unameRelease: rec.proxy?.unameRelease,
       chaosCalls: rec.proxy?.chaosCalls ?? [],
       uidBase: rec.uidBase,

@@ -27,6 +27,8 @@ export interface ShimConfig {
   /** docs/proxy.md */
   rulesFile?: string
   hostsFile?: string
+  /** a file the shim keeps as the container's /proc/meminfo (with a memory limit) */
+  meminfoFile?: string
   unameRelease?: string
   chaosCalls: string[]
   cpuQuotaUs?: number
@@ -61,7 +63,7 @@ export function encodeShimConfig (c: ShimConfig): Buffer {
   for (const a of c.args) pairs.push(['arg', a])
   for (const e of c.env) pairs.push(['env', e])
   pairs.push(['cwd', c.cwd], ['cgroup', c.cgroup])
-  pairs.push(['rules_file', c.rulesFile], ['hosts_file', c.hostsFile], ['uname_release', c.unameRelease])
+  pairs.push(['rules_file', c.rulesFile], ['hosts_file', c.hostsFile], ['meminfo_file', c.meminfoFile], ['uname_release', c.unameRelease])
   if (c.chaosCalls.length > 0) pairs.push(['chaos_calls', c.chaosCalls.join(',')])
   pairs.push(['cpu_quota_us', c.cpuQuotaUs], ['cpu_period_us', c.cpuPeriodUs])
   pairs.push(['memory_bytes', c.memoryBytes], ['pids_max', c.pidsMax], ['log_max_bytes', c.logMaxBytes])
@@ -217,6 +219,11 @@ export class ShimConnection extends EventEmitter<{ exit: [ExitStatus], close: [b
     if (reply.ok !== true && reply.code !== 'BERTH_ERR_SHIM_GONE') {
       throw berthError(reply.code ?? 'BERTH_ERR_SIGNAL', reply.message ?? `could not send signal ${signo}`, 'the container may have exited already')
     }
+  }
+
+  /** The shim's view: pid, running, rulesVersion, chaosHits (totals). */
+  async state (): Promise<Record<string, unknown>> {
+    return await this.request('state')
   }
 
   /** Swaps in a rule table (docs/proxy.md); the JSON must be one line. */

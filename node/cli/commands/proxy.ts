@@ -1,5 +1,6 @@
 // berth port ls | chaos add | chaos ls | chaos rm
 import { UsageError } from '../../errors.ts'
+import { parseChaosRule } from '../../proxy/chaos.ts'
 import type { Command } from '../command.ts'
 import { ago, table } from '../render.ts'
 
@@ -36,9 +37,10 @@ export const chaosAdd: Command = {
   async handler (ctx) {
     if (ctx.args.length > 0) throw new UsageError('BERTH_ERR_USAGE', 'berth chaos add takes only flags', 'berth chaos add --help')
     const o = ctx.opts
-    const rule = await ctx.client.json('POST', '/v1/chaos', {
-      workload: o.workload, call: o.call, target: o.target, errno: o.errno, delay: o.delay, probability: o.probability, for: o.for
-    })
+    const input = { workload: o.workload, call: o.call, target: o.target, errno: o.errno, delay: o.delay, probability: o.probability, for: o.for } as Record<string, string | undefined>
+    // Everything but whether the service exists is checked here (exit 2); the daemon checks again.
+    parseChaosRule(input, () => true)
+    const rule = await ctx.client.json('POST', '/v1/chaos', input)
     return { text: rule.id, data: rule }
   }
 }
