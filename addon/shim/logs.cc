@@ -1,5 +1,7 @@
 #include "logs.h"
 
+#include <algorithm>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -45,6 +47,18 @@ void LogWriter::rotate() {
 }
 
 void LogWriter::write(int stream, const char* data, size_t len) {
+  // A chunk larger than what one file may hold is split, so that no file passes max_bytes
+  // however much the pipe had buffered (each piece is a whole record of its own).
+  const size_t kHeader = 13;
+  if (max_bytes_ > 0 && len + kHeader > static_cast<size_t>(max_bytes_) && static_cast<size_t>(max_bytes_) > 2 * kHeader) {
+    const size_t piece = static_cast<size_t>(max_bytes_) - kHeader;
+    for (size_t off = 0; off < len; off += piece) write_record(stream, data + off, std::min(piece, len - off));
+    return;
+  }
+  write_record(stream, data, len);
+}
+
+void LogWriter::write_record(int stream, const char* data, size_t len) {
   std::string rec = frame_record(stream, now_ms(), data, len);
   try {
     if (!fd_.valid()) open_file();

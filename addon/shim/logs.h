@@ -15,12 +15,14 @@ class LogWriter {
  public:
   // max_bytes < 0: never rotate.
   LogWriter(std::string path, long long max_bytes);
-  // Appends one whole record, rotating first when it would take the file past max_bytes.
+  // Appends whole records (a chunk too big for one file is split), rotating first when the
+  // next record would take the file past max_bytes.
   // Errors (disk full) are swallowed after the first report: losing log lines must not take
   // the container's supervisor down.
   void write(int stream, const char* data, size_t len);
 
  private:
+  void write_record(int stream, const char* data, size_t len);
   void open_file();
   void rotate();
 
