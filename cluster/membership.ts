@@ -351,6 +351,16 @@ export class Membership {
 
   handle (from: PeerId, m: Message): void {
     if (!this.running) return
+    // A member we hold dead is talking to us (a healed partition; it never heard of its death):
+    // tell it, so it refutes with a higher incarnation that overrides our dead record. Without
+    // this the two only meet again at a push-pull or reconnect, minutes apart in a large fleet.
+    const sender = this.members.get(from)
+    if (sender !== undefined && sender.status === 'dead' && m.type !== MSG.NACK) {
+      this.init.send(from, {
+        type: MSG.GOSSIP,
+        updates: [{ status: 'dead', id: from, incarnation: sender.incarnation, name: sender.name, addrs: sender.addrs, from: this.localId }]
+      })
+    }
     switch (m.type) {
       case MSG.PING:
         this.merge(m.updates)

@@ -84,7 +84,7 @@ export async function runScenario (init: ScenarioInit): Promise<ScenarioResult> 
   // faults stop
   fleet.net.setLoss(0)
   const start = fleet.net.now()
-  const limit = init.settleLimitMs ?? 90_000
+  const limit = init.settleLimitMs ?? 180_000
   let converged = false
   while (fleet.net.now() - start < limit) {
     await fleet.run(2_000)
