@@ -3,6 +3,7 @@
 // surface: interfaces and factory functions; implementation classes stay private.
 
 export { createClusterNode, defaultCapacity } from './node.ts'
+export { createLocalTransport } from './local-transport.ts'
 export type {
   Capacity, ClusterNode, ClusterNodeEvents, ClusterNodeInit, ClusterStats, DropCounters, KvApi, MemberInfo,
   MemberRecord, StateApi

@@ -1,6 +1,7 @@
 // Daemon configuration. Precedence: flags → environment → config file → defaults; validated
 // once, then frozen. The config file is JSON (`/etc/berth/berthd.json`, or --config / BERTH_CONFIG).
 import { readFileSync } from 'node:fs'
+import { hostname } from 'node:os'
 import { isAbsolute, resolve } from 'node:path'
 import { UsageError } from './errors.ts'
 import { parseSize } from './units.ts'
@@ -18,6 +19,22 @@ export interface DaemonConfig {
   /** Host ports for declared ports (`--port`) come from this range. */
   readonly portRange: [number, number]
   readonly configFile?: string
+  readonly fleet: FleetConfig
+}
+
+/** The fleet layer (cluster/): who this node is and how it finds the others. */
+export interface FleetConfig {
+  /** false: no --listen/--join/--psk-file — the node runs alone, opening no port */
+  readonly enabled: boolean
+  readonly listen: string[]
+  readonly join: string[]
+  readonly pskFile?: string
+  readonly nodeName: string
+  readonly labels: Record<string, string>
+  readonly capacityCpu?: number
+  readonly capacityMemoryBytes?: number
+  readonly profile: 'lan' | 'local'
+  readonly mdns: boolean
 }
 
 export interface DaemonFlags {
@@ -25,9 +42,79 @@ export interface DaemonFlags {
   socket?: string
   config?: string
   portRange?: string
+  listen?: string[]
+  join?: string[]
+  pskFile?: string
+  nodeName?: string
+  labels?: string
+  capacityCpu?: string
+  capacityMemory?: string
+  profile?: string
+  mdns?: boolean
 }
 
-interface FileConfig { dataDir?: string, socket?: string, logMaxSize?: string, portRange?: string }
+export const DEFAULT_LISTEN = '0.0.0.0:7946'
+
+/** `k=v,k2=v2` */
+export function parseLabels (text: string): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const part of text.split(',').map(s => s.trim()).filter(s => s !== '')) {
+    const m = /^([a-zA-Z0-9][a-zA-Z0-9_.\/-]{0,62})=([^,]{0,253})$/.exec(part)
+    if (m == null) throw new UsageError('BERTH_ERR_BAD_LABELS', `bad label "${part}"`, 'use --labels key=value,key2=value2')
+    out[m[1]] = m[2]
+  }
+  return out
+}
+
+function resolveFleet (flags: DaemonFlags, env: NodeJS.ProcessEnv, file: FileConfig): FleetConfig {
+  const listen = flags.listen ?? file.listen ?? []
+  const join = flags.join ?? file.join ?? []
+  const pskFile = flags.pskFile ?? env.BERTH_PSK_FILE ?? file.pskFile
+  const enabled = listen.length > 0 || join.length > 0 || pskFile !== undefined
+  if (enabled && pskFile === undefined) {
+    throw new UsageError('BERTH_ERR_PSK', 'a fleet needs a pre-shared key', 'berth cluster init --psk-file FILE writes one; give it to every node with --psk-file FILE')
+  }
+  const profile = flags.profile ?? file.profile ?? 'lan'
+  if (profile !== 'lan' && profile !== 'local') throw new UsageError('BERTH_ERR_USAGE', `bad --profile "${profile}"`, 'use lan (default) or local')
+  let capacityCpu: number | undefined
+  if (flags.capacityCpu !== undefined) {
+    capacityCpu = Number(flags.capacityCpu)
+    if (!Number.isFinite(capacityCpu) || capacityCpu <= 0) throw new UsageError('BERTH_ERR_BAD_CPUS', `bad --capacity-cpu "${flags.capacityCpu}"`, 'a positive number of CPUs, e.g. 4')
+  }
+  const nodeName = flags.nodeName ?? file.nodeName ?? hostname()
+  if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/.test(nodeName)) throw new UsageError('BERTH_ERR_INVALID_NAME', `bad --node-name "${nodeName}"`, 'letters, digits, "_", "." and "-", at most 63')
+  return Object.freeze({
+    enabled,
+    listen: enabled && listen.length === 0 ? [DEFAULT_LISTEN] : listen,
+    join,
+    ...(pskFile !== undefined ? { pskFile: isAbsolute(pskFile) ? pskFile : resolve(pskFile) } : {}),
+    nodeName,
+    labels: parseLabels(flags.labels ?? file.labels ?? ''),
+    ...(capacityCpu !== undefined ? { capacityCpu } : {}),
+    ...(flags.capacityMemory !== undefined ? { capacityMemoryBytes: parseSize(flags.capacityMemory, '--capacity-memory') } : {}),
+    profile,
+    mdns: flags.mdns ?? file.mdns ?? false
+  })
+}
+
+interface FileConfig {
+  dataDir?: string
+  socket?: string
+  logMaxSize?: string
+  portRange?: string
+  listen?: string[]
+  join?: string[]
+  pskFile?: string
+  nodeName?: string
+  labels?: string
+  profile?: string
+  mdns?: boolean
+}
+
+const FILE_KEYS: Record<string, 'string' | 'strings' | 'boolean'> = {
+  dataDir: 'string', socket: 'string', logMaxSize: 'string', portRange: 'string', listen: 'strings', join: 'strings',
+  pskFile: 'string', nodeName: 'string', labels: 'string', profile: 'string', mdns: 'boolean'
+}
 
 export const DEFAULT_PORT_RANGE = '30000-32767'
 
@@ -53,10 +140,12 @@ function readConfigFile (path: string, required: boolean): FileConfig {
   try { parsed = JSON.parse(text) } catch {
     throw new UsageError('BERTH_ERR_CONFIG', `config file ${path} is not valid JSON`, 'see deploy/berthd.example.json')
   }
-  const known = new Set(['dataDir', 'socket', 'logMaxSize', 'portRange'])
   for (const k of Object.keys(parsed)) {
-    if (!known.has(k)) throw new UsageError('BERTH_ERR_CONFIG', `unknown key "${k}" in ${path}`, `known keys: ${[...known].join(', ')}`)
-    if (typeof parsed[k] !== 'string') throw new UsageError('BERTH_ERR_CONFIG', `"${k}" in ${path} must be a string`, 'see deploy/berthd.example.json')
+    const want = FILE_KEYS[k]
+    if (want === undefined) throw new UsageError('BERTH_ERR_CONFIG', `unknown key "${k}" in ${path}`, `known keys: ${Object.keys(FILE_KEYS).join(', ')}`)
+    const v = parsed[k]
+    const ok = want === 'string' ? typeof v === 'string' : want === 'boolean' ? typeof v === 'boolean' : Array.isArray(v) && v.every((x: unknown) => typeof x === 'string')
+    if (!ok) throw new UsageError('BERTH_ERR_CONFIG', `"${k}" in ${path} must be ${want === 'strings' ? 'an array of strings' : `a ${want}`}`, 'see deploy/berthd.example.json')
   }
   return parsed
 }
@@ -77,6 +166,7 @@ export function resolveDaemonConfig (flags: DaemonFlags, env: NodeJS.ProcessEnv 
     socketPath: isAbsolute(socketPath) ? socketPath : resolve(socketPath),
     logMaxBytes: parseSize(file.logMaxSize ?? DEFAULT_LOG_MAX_SIZE, 'logMaxSize'),
     portRange: parsePortRange(flags.portRange ?? env.BERTH_PORT_RANGE ?? file.portRange ?? DEFAULT_PORT_RANGE),
+    fleet: resolveFleet(flags, env, file),
     ...(explicit !== undefined ? { configFile: explicit } : {})
   })
 }

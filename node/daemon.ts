@@ -1,8 +1,7 @@
 // berthd: wires storage → runtime → API, starts them in that order and stops them in reverse.
 // Stopping the daemon never stops containers: their shims keep them, and the next start
 // re-adopts them (DESIGN.md invariant 6).
-import { randomBytes } from 'node:crypto'
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
+import { chmod, mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { openStore, createImageStore, type Store, type ImageStore } from '../storage/index.ts'
 import { shimPath, probeFeatures } from '../addon/index.ts'
@@ -11,7 +10,9 @@ import type { DaemonConfig } from './config.ts'
 import { berthError } from './errors.ts'
 import { logger } from './log.ts'
 import { Runtime, type RuntimeStore } from './runtime/runtime.ts'
-import { ProxyController, StoreEndpointRegistry } from './proxy/controller.ts'
+import { ProxyController } from './proxy/controller.ts'
+import { advertisedAddress, FleetEndpointRegistry, startFleet } from './fleet.ts'
+import type { ClusterNode } from '../cluster/index.ts'
 
 const log = logger('berth:node:daemon')
 export const VERSION = '0.1.0'
@@ -22,20 +23,9 @@ export interface Daemon {
   readonly store: Store
   readonly images: ImageStore
   readonly proxy: ProxyController
+  readonly cluster: ClusterNode
   readonly nodeId: string
   stop (): Promise<void>
-}
-
-/** This node's id, made once and kept in the data dir (the fleet layer replaces it by its peer id). */
-async function nodeIdOf (dataDir: string): Promise<string> {
-  const path = join(dataDir, 'node-id')
-  try {
-    const id = (await readFile(path, 'utf8')).trim()
-    if (/^[0-9a-f]{16,64}$/.test(id)) return id
-  } catch {}
-  const id = randomBytes(8).toString('hex')
-  await writeFile(path, id + '\n', { mode: 0o644 })
-  return id
 }
 
 function runtimeStore (store: Store): RuntimeStore {
@@ -61,15 +51,20 @@ export async function startDaemon (config: DaemonConfig): Promise<Daemon> {
   let images: ImageStore | undefined
   let runtime: Runtime | undefined
   let proxy: ProxyController | undefined
+  let cluster: ClusterNode | undefined
   let api: ApiServer | undefined
   const stop = async (): Promise<void> => {
     await api?.stop()
     proxy?.stop()
     await runtime?.stop()
+    // A graceful leave: the others mark this node left at once instead of suspecting it.
+    await cluster?.leave().catch(err => log.error(err))
+    await cluster?.stop()
     await store.close()
   }
-  const nodeId = await nodeIdOf(config.dataDir)
   try {
+    cluster = await startFleet(config, store, VERSION)
+    const nodeId = cluster.id
     images = createImageStore({ store, dataDir: config.dataDir })
     await images.cleanup()
     await images.ensureHostImage()
@@ -78,9 +73,9 @@ export async function startDaemon (config: DaemonConfig): Promise<Daemon> {
       shimPath: shimPath(),
       logMaxBytes: config.logMaxBytes
     })
-    const endpoints = new StoreEndpointRegistry(store)
-    await endpoints.load()
-    proxy = new ProxyController({ runtime, store, endpoints }, { nodeId, portRange: config.portRange })
+    const fleet = cluster
+    const endpoints = new FleetEndpointRegistry(fleet)
+    proxy = new ProxyController({ runtime, store, endpoints }, { nodeId, portRange: config.portRange, hostAddress: () => advertisedAddress(fleet) })
     runtime.setProxy(proxy)
     await runtime.start()
     await proxy.start()
@@ -90,9 +85,12 @@ export async function startDaemon (config: DaemonConfig): Promise<Daemon> {
       runtime: rt,
       images,
       proxy,
+      cluster,
       info: () => ({
         version: VERSION,
         nodeId,
+        nodeName: config.fleet.nodeName,
+        fleet: config.fleet.enabled ? 'libp2p' : 'alone',
         dataDir: config.dataDir,
         socket: config.socketPath,
         pid: process.pid,
@@ -106,5 +104,5 @@ export async function startDaemon (config: DaemonConfig): Promise<Daemon> {
     await stop().catch(() => {})
     throw err
   }
-  return { config, runtime, store, images, proxy, nodeId, stop }
+  return { config, runtime, store, images, proxy, cluster, nodeId: cluster.id, stop }
 }

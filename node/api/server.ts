@@ -9,6 +9,7 @@ import { BerthError, berthError, httpStatus, NotFoundError, UsageError } from '.
 import { logger } from '../log.ts'
 import type { Runtime, RunSpec } from '../runtime/runtime.ts'
 import type { ProxyController } from '../proxy/controller.ts'
+import type { ClusterNode } from '../../cluster/index.ts'
 import { encodeFrame, STREAM_STATUS, STREAM_STDERR, STREAM_STDOUT } from '../runtime/logs.ts'
 import { parseSignal } from '../units.ts'
 import { containerView, imageView, validateRunSpec } from './views.ts'
@@ -20,6 +21,7 @@ export interface ApiComponents {
   runtime: Runtime
   images: ImageStore
   proxy: ProxyController
+  cluster: ClusterNode
   info: () => Record<string, unknown>
 }
 
@@ -112,6 +114,46 @@ export class ApiServer {
         try { status = { ...status, error: JSON.parse(text) } } catch {}
       }
       res.end(encodeFrame(STREAM_STATUS, JSON.stringify(status)))
+    })
+    this.route('GET', '/v1/nodes', async (_q, res) => {
+      const cluster = this.components.cluster
+      const stats = cluster.stats()
+      sendJson(res, 200, {
+        self: cluster.id,
+        digest: cluster.digest(),
+        dropped: stats.dropped,
+        members: cluster.members().map(m => ({
+          name: m.name,
+          peerId: m.id,
+          address: m.addrs[0] ?? '',
+          addrs: m.addrs,
+          status: m.status,
+          incarnation: m.incarnation,
+          capacity: m.capacity,
+          usage: m.usage,
+          labels: m.labels,
+          version: m.version,
+          self: m.self
+        }))
+      })
+    })
+    this.route('GET', '/v1/kv', async (_q, res, _p, query) =>
+      sendJson(res, 200, this.components.cluster.kv.list(query.get('prefix') ?? '')))
+    this.route('GET', '/v1/kv/(.+)', async (_q, res, [key]) => {
+      const value = this.components.cluster.kv.get(key)
+      if (value === undefined) throw new NotFoundError('BERTH_ERR_KEY_NOT_FOUND', `no key "${key}"`, 'berth kv ls lists the keys')
+      sendJson(res, 200, { key, value })
+    })
+    this.route('PUT', '/v1/kv/(.+)', async (req, res, [key]) => {
+      const body = await readJson(req)
+      if (typeof body.value !== 'string') throw new UsageError('BERTH_ERR_BAD_REQUEST', '"value" must be a string', 'berth kv set KEY VALUE')
+      await this.components.cluster.kv.set(key, body.value)
+      sendJson(res, 200, { key, value: body.value })
+    })
+    this.route('DELETE', '/v1/kv/(.+)', async (_q, res, [key]) => {
+      if (this.components.cluster.kv.get(key) === undefined) throw new NotFoundError('BERTH_ERR_KEY_NOT_FOUND', `no key "${key}"`, 'berth kv ls lists the keys')
+      await this.components.cluster.kv.delete(key)
+      res.writeHead(204).end()
     })
     this.route('GET', '/v1/ports', async (_q, res) => sendJson(res, 200, this.components.proxy.listPorts()))
     this.route('GET', '/v1/chaos', async (_q, res) => sendJson(res, 200, this.components.proxy.listChaos()))

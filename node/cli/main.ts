@@ -12,8 +12,9 @@ import { exec, inspect, kill, logs, ps, rm, run, stop } from './commands/contain
 import { imageImport, imageLs, imageRm } from './commands/images.ts'
 import { up } from './commands/up.ts'
 import { chaosAdd, chaosLs, chaosRm, portLs } from './commands/proxy.ts'
+import { clusterInit, kvGet, kvLs, kvRm, kvSet, nodes } from './commands/fleet.ts'
 
-const COMMANDS: Command[] = [up, run, ps, logs, inspect, stop, kill, rm, exec, imageImport, imageLs, imageRm, portLs, chaosAdd, chaosLs, chaosRm]
+const COMMANDS: Command[] = [up, run, ps, logs, inspect, stop, kill, rm, exec, imageImport, imageLs, imageRm, portLs, chaosAdd, chaosLs, chaosRm, clusterInit, nodes, kvSet, kvGet, kvLs, kvRm]
 
 const GLOBAL: OptionSpec[] = [
   { name: 'socket', value: 'PATH', help: 'daemon socket (default $BERTH_SOCKET, else /run/berth/berth.sock)' },
@@ -81,7 +82,7 @@ export async function main (argv: string[]): Promise<number> {
     let rest = argv.slice(i)
     if (rest.length === 0) { process.stderr.write(mainHelp() + '\n'); return 2 }
     let name = rest[0]
-    if (['image', 'port', 'chaos'].includes(name) && rest.length > 1 && !rest[1].startsWith('-')) name = `${name} ${rest[1]}`
+    if (['image', 'port', 'chaos', 'cluster', 'kv'].includes(name) && rest.length > 1 && !rest[1].startsWith('-')) name = `${name} ${rest[1]}`
     const command = COMMANDS.find(c => c.name === name)
     if (command === undefined) {
       throw new UsageError('BERTH_ERR_USAGE', `unknown command "${name}"`, 'berth --help lists the commands')
@@ -89,9 +90,10 @@ export async function main (argv: string[]): Promise<number> {
     rest = rest.slice(name.split(' ').length)
     if (rest[0] === '--help' || rest[0] === '-h') { process.stdout.write(commandHelp(command) + '\n'); return 0 }
     if (command.name === 'up') tuneDaemonHeap()
-    const specs = command.name === 'up' ? command.options : [...command.options, { name: 'socket', value: 'PATH', help: 'daemon socket' }]
+    const local = command.name === 'up' || command.name === 'cluster init'
+    const specs = local ? command.options : [...command.options, { name: 'socket', value: 'PATH', help: 'daemon socket' }]
     const parsed = parseArgs(rest, specs, { stopAtPositional: command.passThrough, command: command.name })
-    if (command.name !== 'up' && parsed.opts.socket !== undefined) socketFlag = parsed.opts.socket as string
+    if (!local && parsed.opts.socket !== undefined) socketFlag = parsed.opts.socket as string
     const socketPath = command.name === 'up' ? (socketFlag ?? parsed.opts.socket as string | undefined ?? '') : clientSocket(socketFlag)
     if (command.name === 'up' && socketFlag !== undefined && parsed.opts.socket === undefined) parsed.opts.socket = socketFlag
     const result: Result = await command.handler({

@@ -38,44 +38,11 @@ export interface EndpointRegistry {
   onChange (fn: () => void): void
 }
 
-export class StoreEndpointRegistry implements EndpointRegistry {
-  private readonly table: Table<EndpointRecord>
-  private readonly cache = new Map<string, EndpointRecord>()
-  private readonly listeners: Array<() => void> = []
-
-  constructor (store: Store) { this.table = store.sublevel<EndpointRecord>('endpoints') }
-
-  async load (): Promise<void> {
-    for (const e of (await this.table.list()).entries) this.cache.set(e.key, e.value)
-  }
-
-  list (): EndpointRecord[] { return [...this.cache.values()] }
-
-  async put (rec: EndpointRecord): Promise<void> {
-    const key = `${rec.workload}/${rec.name}`
-    await this.table.put(key, rec)
-    this.cache.set(key, rec)
-    this.changed()
-  }
-
-  async removeWorkload (workload: string, node: string): Promise<void> {
-    let any = false
-    for (const [key, rec] of this.cache) {
-      if (rec.workload !== workload || rec.node !== node) continue
-      await this.table.del(key)
-      this.cache.delete(key)
-      any = true
-    }
-    if (any) this.changed()
-  }
-
-  onChange (fn: () => void): void { this.listeners.push(fn) }
-  private changed (): void { for (const fn of this.listeners) fn() }
-}
-
 export interface ProxyInit {
   nodeId: string
   portRange?: [number, number]
+  /** how other nodes reach this one (published in endpoint records for ports bound to all addresses) */
+  hostAddress?: () => string
 }
 
 interface Pushed { rules: string, hosts: string }
@@ -92,6 +59,7 @@ export class ProxyController implements ProxyHooks {
   private readonly hits = new Map<string, Map<string, number>>()
   private readonly ports: HostPortAllocator
   private readonly nodeId: string
+  private readonly hostAddress: () => string
   private readonly pushed = new Map<string, Pushed>()
   private version = 0
   private refreshQueued = false
@@ -104,6 +72,7 @@ export class ProxyController implements ProxyHooks {
     this.chaosTable = components.store.sublevel<ChaosRule>('chaos')
     this.ports = new HostPortAllocator(init.portRange ?? DEFAULT_PORT_RANGE)
     this.nodeId = init.nodeId
+    this.hostAddress = init.hostAddress ?? (() => '127.0.0.1')
   }
 
   async start (): Promise<void> {
@@ -185,7 +154,8 @@ export class ProxyController implements ProxyHooks {
         port: Number(ev.port),
         proto: String(ev.proto ?? 'tcp'),
         node: this.nodeId,
-        hostAddress: String(ev.hostAddress ?? '0.0.0.0'),
+        // Bound to every address: others reach it on this node's advertised one.
+        hostAddress: ev.hostAddress === undefined || ev.hostAddress === '0.0.0.0' || ev.hostAddress === '::' ? this.hostAddress() : String(ev.hostAddress),
         hostPort: ev.hostPort,
         updatedAt: Date.now()
       }).catch(err => log.error(err))
@@ -210,13 +180,23 @@ export class ProxyController implements ProxyHooks {
 
   // ---- services and rules ----------------------------------------------------------------
 
-  /** Every workload with declared ports is a service, reachable by name at its VIPs. */
-  private serviceView (): { vips: Map<string, { v4: string, v6: string }>, ports: Map<string, ProxySpec['ports']> } {
-    const ports = new Map<string, ProxySpec['ports']>()
-    for (const c of this.runtime.list(true)) {
-      if (c.state === 'removing' || (c.proxy?.ports.length ?? 0) === 0) continue
-      ports.set(c.name, c.proxy?.ports ?? [])
+  /**
+   * Every workload with declared ports is a service, reachable by name at its VIPs: the ones
+   * here (declared, bound or not yet) and, through the fleet's endpoint records, the ones on
+   * other nodes.
+   */
+  private serviceView (): { vips: Map<string, { v4: string, v6: string }>, ports: Map<string, Array<{ name: string, port: number }>> } {
+    const ports = new Map<string, Array<{ name: string, port: number }>>()
+    const add = (service: string, name: string, port: number): void => {
+      const list = ports.get(service) ?? []
+      if (!list.some(p => p.name === name)) list.push({ name, port })
+      ports.set(service, list)
     }
+    for (const c of this.runtime.list(true)) {
+      if (c.state === 'removing') continue
+      for (const p of c.proxy?.ports ?? []) add(c.name, p.name, p.port)
+    }
+    for (const e of this.endpoints.list()) add(e.workload, e.name, e.port)
     return { vips: assignVips(ports.keys()), ports }
   }
 

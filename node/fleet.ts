@@ -1,0 +1,87 @@
+// The daemon's side of the fleet layer: builds the cluster node (cluster/) from the config —
+// on libp2p when the node has fleet flags, alone (no sockets) otherwise — and the endpoint
+// registry that rides on its replicated state.
+import { randomBytes } from 'node:crypto'
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { createClusterNode, createLocalTransport, defaultCapacity, type ClusterNode } from '../cluster/index.ts'
+import type { Store } from '../storage/index.ts'
+import type { DaemonConfig } from './config.ts'
+import { logger } from './log.ts'
+import type { EndpointRecord, EndpointRegistry } from './proxy/controller.ts'
+
+const log = logger('berth:node:fleet')
+
+/** The id of a node that runs alone, made once and kept in the data dir. */
+async function localNodeId (dataDir: string): Promise<string> {
+  const path = join(dataDir, 'node-id')
+  try {
+    const id = (await readFile(path, 'utf8')).trim()
+    if (/^[0-9a-f]{16,64}$/.test(id)) return id
+  } catch {}
+  const id = randomBytes(8).toString('hex')
+  await writeFile(path, id + '\n', { mode: 0o644 })
+  return id
+}
+
+export async function startFleet (config: DaemonConfig, store: Store, version: string): Promise<ClusterNode> {
+  const f = config.fleet
+  const machine = defaultCapacity()
+  const common = {
+    store,
+    nodeName: f.nodeName,
+    labels: f.labels,
+    capacity: { cpu: f.capacityCpu ?? machine.cpu, memoryBytes: f.capacityMemoryBytes ?? machine.memoryBytes },
+    profile: f.profile,
+    version
+  }
+  const node = f.enabled
+    ? createClusterNode({
+      ...common,
+      libp2pInit: { dataDir: config.dataDir, listen: f.listen, pskFile: f.pskFile, bootstrap: f.join, mdns: f.mdns },
+      join: f.join
+    })
+    : createClusterNode({ ...common, transport: createLocalTransport(await localNodeId(config.dataDir)) })
+  node.on('join:error', err => log.error('%s', err.toDisplayString()))
+  node.on('join:ok', n => log.info('joined the fleet through %d seed(s)', n))
+  node.on('member:dead', m => log.info('member %s (%s) is dead', m.name, m.id))
+  await node.start()
+  return node
+}
+
+/**
+ * Endpoint records on the fleet's replicated state (`endpoint/<workload>/<port>`, written only by
+ * the node running the workload), so every node's supervisor can route to every service.
+ */
+export class FleetEndpointRegistry implements EndpointRegistry {
+  private readonly cluster: ClusterNode
+  constructor (cluster: ClusterNode) { this.cluster = cluster }
+
+  list (): EndpointRecord[] {
+    return this.cluster.state.list<EndpointRecord>('endpoint/').map(e => e.value).filter(v => v !== undefined)
+  }
+
+  async put (rec: EndpointRecord): Promise<void> {
+    await this.cluster.state.put('endpoint', `${rec.workload}/${rec.name}`, rec)
+  }
+
+  async removeWorkload (workload: string, node: string): Promise<void> {
+    for (const e of this.cluster.state.list<EndpointRecord>(`endpoint/${workload}/`)) {
+      if (e.value?.node === node) await this.cluster.state.delete('endpoint', `${workload}/${e.value.name}`)
+    }
+  }
+
+  onChange (fn: () => void): void {
+    this.cluster.state.watch('endpoint/', () => fn())
+  }
+}
+
+/** This node's address as other nodes reach it: the first non-loopback IPv4 it listens on. */
+export function advertisedAddress (cluster: ClusterNode): string {
+  const self = cluster.members().find(m => m.self)
+  for (const a of self?.addrs ?? []) {
+    const m = /\/ip4\/([0-9.]+)\//.exec(a)
+    if (m != null && m[1] !== '0.0.0.0') return m[1]
+  }
+  return '127.0.0.1'
+}
