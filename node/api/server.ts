@@ -125,7 +125,7 @@ export class ApiServer {
         members: cluster.members().map(m => ({
           name: m.name,
           peerId: m.id,
-          address: m.addrs[0] ?? '',
+          address: hostPort(m.addrs[0] ?? ''),
           addrs: m.addrs,
           status: m.status,
           incarnation: m.incarnation,
@@ -252,6 +252,13 @@ export class ApiServer {
       sendJson(res, status, { error: errorBody(err) })
     })
   }
+}
+
+/** `/ip4/10.0.0.1/tcp/7946/p2p/…` → `10.0.0.1:7946` (the multiaddr stays in `addrs`). */
+function hostPort (multiaddr: string): string {
+  const m = /^\/ip([46])\/([^/]+)\/tcp\/([0-9]+)/.exec(multiaddr)
+  if (m == null) return multiaddr
+  return m[1] === '6' ? `[${m[2]}]:${m[3]}` : `${m[2]}:${m[3]}`
 }
 
 export function errorBody (err: any): { code: string, message: string, hint: string, exitCode?: number } {
