@@ -11,7 +11,7 @@ import { berthError } from './errors.ts'
 import { logger } from './log.ts'
 import { Runtime, type RuntimeStore } from './runtime/runtime.ts'
 import { ProxyController } from './proxy/controller.ts'
-import { advertisedAddress, FleetEndpointRegistry, startFleet } from './fleet.ts'
+import { advertisedAddress, FleetEndpointRegistry, publishUsage, startFleet } from './fleet.ts'
 import type { ClusterNode } from '../cluster/index.ts'
 
 const log = logger('berth:node:daemon')
@@ -79,6 +79,7 @@ export async function startDaemon (config: DaemonConfig): Promise<Daemon> {
     runtime.setProxy(proxy)
     await runtime.start()
     await proxy.start()
+    publishUsage(fleet, runtime)
     const features = probeFeatures()
     const rt = runtime
     api = new ApiServer({

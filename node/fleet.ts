@@ -9,6 +9,7 @@ import type { Store } from '../storage/index.ts'
 import type { DaemonConfig } from './config.ts'
 import { logger } from './log.ts'
 import type { EndpointRecord, EndpointRegistry } from './proxy/controller.ts'
+import type { Runtime } from './runtime/runtime.ts'
 
 const log = logger('berth:node:fleet')
 
@@ -74,6 +75,35 @@ export class FleetEndpointRegistry implements EndpointRegistry {
   onChange (fn: () => void): void {
     this.cluster.state.watch('endpoint/', () => fn())
   }
+}
+
+/**
+ * Keeps `usage` in this node's member record current (running containers and what their limits
+ * reserve), for `berth nodes` and, later, the scheduler. Coalesced to one write per 2 s.
+ */
+export function publishUsage (cluster: ClusterNode, runtime: Runtime): void {
+  let timer: NodeJS.Timeout | undefined
+  const write = async (): Promise<void> => {
+    timer = undefined
+    const running = runtime.list(false)
+    const usage = {
+      containers: running.length,
+      cpu: Math.round(running.reduce((n, c) => n + (c.resources.cpus ?? 0), 0) * 100) / 100,
+      memoryBytes: running.reduce((n, c) => n + (c.resources.memoryBytes ?? 0), 0)
+    }
+    const self = cluster.state.get<Record<string, unknown>>('member', cluster.id)?.value
+    if (self === undefined) return
+    await cluster.state.put('member', cluster.id, { ...self, usage })
+  }
+  const schedule = (): void => {
+    if (timer !== undefined) return
+    timer = setTimeout(() => { write().catch(err => log.error(err)) }, 2000)
+    timer.unref()
+  }
+  runtime.on('container:started', schedule)
+  runtime.on('container:exited', schedule)
+  runtime.on('container:removed', schedule)
+  schedule()
 }
 
 /** This node's address as other nodes reach it: the first non-loopback IPv4 it listens on. */
