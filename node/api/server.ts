@@ -122,6 +122,11 @@ export class ApiServer {
         self: cluster.id,
         digest: cluster.digest(),
         dropped: stats.dropped,
+        // protocol messages by type, and membership counters (probes, suspicions raised,
+        // refutations): what the benchmark turns into messages/s and false suspicions
+        sent: stats.sent,
+        received: stats.received,
+        membership: stats.membership,
         members: cluster.members().map(m => ({
           name: m.name,
           peerId: m.id,
