@@ -6,8 +6,8 @@ import { spawnSync } from 'node:child_process'
 import { createServer, connect, type Server } from 'node:net'
 import { daemonWithBusybox, inspect, skipReason, until } from './helpers.ts'
 
-const DUMMY_IF = 'berthtest0'
-const DUMMY_ADDR = '198.18.0.1'
+const DUMMY_IF = `bpx${process.pid % 100000}`
+const DUMMY_ADDR = '198.18.7.1'
 
 function ip (...args: string[]): boolean {
   return spawnSync('ip', args, { stdio: 'ignore' }).status === 0

@@ -314,6 +314,12 @@ int cmd_exec(int argc, char** argv) {
       } catch (const SysError& e) {
         report_error(err_w.get(), e);
         ::_exit(exec_failure_status(e));
+      } catch (const std::exception& e) {
+        SysError se;
+        se.code = "BERTH_ERR_SYSCALL";
+        se.detail = std::string("exec: ") + e.what();
+        report_error(err_w.get(), se);
+        ::_exit(125);
       } catch (...) {
         ::_exit(125);
       }
@@ -333,8 +339,9 @@ int cmd_exec(int argc, char** argv) {
       if (n <= 0) break;
       report.append(buf, static_cast<size_t>(n));
     }
-    if (!report.empty() && have_fd3) {
-      ssize_t n = ::write(3, report.data(), report.size());
+    if (!report.empty()) {
+      // To the caller's fd 3 when it gave one (berthd does), else to stderr: never dropped.
+      ssize_t n = ::write(have_fd3 ? 3 : 2, report.data(), report.size());
       (void)n;
     }
     int status = 0;
