@@ -38,6 +38,7 @@ import { logTail } from './lib/daemon.ts'
 import { createDeadline } from './lib/deadline.ts'
 import type { Deadline } from './lib/deadline.ts'
 import { BenchError, ERR_BENCH_RUN, ERR_BENCH_SETUP } from './lib/errors.ts'
+import { intFromEnv, note, say } from './lib/output.ts'
 import { measureFleet, measureSoak } from './lib/gossip-sim.ts'
 import type { FleetFigures, SimBudget, SoakFigures } from './lib/gossip-sim.ts'
 import { canMakeNetns, createNetnsFleet } from './lib/netns.ts'
@@ -76,13 +77,6 @@ const TARGET_RSS_BYTES = 120e6
 const MEMBERLIST_DEAD_MS: Record<number, number> = { 10: 6500, 100: 11_000 }
 const MEMBERLIST_PUSH_PULL_MS_100 = 90_000
 
-let stdoutOpen = true
-let stderrOpen = true
-process.stdout.on('error', () => { stdoutOpen = false })
-process.stderr.on('error', () => { stderrOpen = false })
-const say = (line = ''): void => { if (stdoutOpen) process.stdout.write(`${line}\n`) }
-const note = (line: string): void => { if (stderrOpen) process.stderr.write(`bench: ${line}\n`) }
-
 interface Config {
   nodes: number
   writes: number
@@ -94,14 +88,6 @@ interface Config {
   simLarge: number
   simLargeBudgetMs: number
   simSoakMs: number
-}
-
-function intFromEnv (name: string, def: number, min: number): number {
-  const raw = process.env[name]
-  if (raw === undefined || raw === '') return def
-  const n = Number(raw)
-  if (!Number.isInteger(n) || n < min) throw new BenchError(ERR_BENCH_SETUP, `bad ${name}="${raw}"`, `use an integer ≥ ${min}`)
-  return n
 }
 
 function readConfig (): Config {

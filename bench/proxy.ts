@@ -34,6 +34,7 @@ import type { Daemon } from './lib/daemon.ts'
 import { createDeadline } from './lib/deadline.ts'
 import type { Deadline } from './lib/deadline.ts'
 import { BenchError, ERR_BENCH_INTERRUPTED, ERR_BENCH_RUN, ERR_BENCH_SETUP, ERR_BENCH_TIMEOUT } from './lib/errors.ts'
+import { intFromEnv, note, say } from './lib/output.ts'
 import { ccVersion, compileC } from './lib/native.ts'
 import { freePort, waitForPort } from './lib/net.ts'
 import { exitError, killLiveChildren, runTimed, sleep, startTracked } from './lib/proc.ts'
@@ -85,24 +86,6 @@ interface Config {
   syscallRounds: number
   syscallCalls: number
   timeoutMs: number
-}
-
-// A reader that goes away (`| head`) must not kill the run before its cleanup (as bench/start.ts).
-let stdoutOpen = true
-let stderrOpen = true
-process.stdout.on('error', () => { stdoutOpen = false })
-process.stderr.on('error', () => { stderrOpen = false })
-const say = (line = ''): void => { if (stdoutOpen) process.stdout.write(`${line}\n`) }
-const note = (line: string): void => { if (stderrOpen) process.stderr.write(`bench: ${line}\n`) }
-
-function intFromEnv (name: string, def: number, min: number): number {
-  const raw = process.env[name]
-  if (raw === undefined || raw === '') return def
-  const n = Number(raw)
-  if (!Number.isInteger(n) || n < min) {
-    throw new BenchError(ERR_BENCH_SETUP, `bad ${name}="${raw}"`, `use an integer ≥ ${min}`)
-  }
-  return n
 }
 
 function readConfig (): Config {
@@ -591,4 +574,8 @@ async function main (): Promise<number> {
   }
 }
 
-process.exitCode = await main()
+// Bad settings (readConfig) fail before anything is made: one line, exit 2.
+process.exitCode = await main().catch((err: unknown) => {
+  note(err instanceof BenchError ? err.toLine() : String(err))
+  return 2
+})
