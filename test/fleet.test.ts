@@ -16,6 +16,15 @@ const inNs = (ns: string, ...args: string[]): boolean => run('ip', 'netns', 'exe
 
 interface FleetNode { i: number, ns: string, dir: string, socket: string, addr: string, proc?: ChildProcess, log: string }
 
+// Namespaces a crashed earlier run left behind go first (with whatever still runs in them).
+function removeNs (ns: string): void {
+  const pids = spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout?.split('\n').filter(Boolean) ?? []
+  for (const pid of pids) { try { process.kill(Number(pid), 'SIGKILL') } catch {} }
+  run('ip', 'netns', 'del', ns)
+}
+for (let i = 1; i <= 6; i++) removeNs(`berth-fleet-${i}`)
+removeNs(HUB)
+
 const skip = skipReason() ?? (run('ip', 'netns', 'add', HUB) ? undefined : 'cannot create network namespaces')
 if (skip !== undefined) {
   t.plan(0, skip)
@@ -27,9 +36,9 @@ if (skip !== undefined) {
       const ps = await runCli(['--socket', n.socket, 'ps', '-a', '--json']).catch(() => undefined)
       if (ps?.code === 0) for (const c of JSON.parse(ps.stdout)) await runCli(['--socket', n.socket, 'rm', '-f', c.name]).catch(() => {})
       n.proc?.kill('SIGKILL')
-      run('ip', 'netns', 'del', n.ns)
+      removeNs(n.ns)
     }
-    run('ip', 'netns', 'del', HUB)
+    removeNs(HUB)
     rmSync(base, { recursive: true, force: true })
   })
   inNs(HUB, 'ip', 'link', 'add', 'br0', 'type', 'bridge')
@@ -45,7 +54,7 @@ if (skip !== undefined) {
 
   function makeNode (i: number): FleetNode {
     const ns = `berth-fleet-${i}`
-    run('ip', 'netns', 'add', ns)
+    if (!run('ip', 'netns', 'add', ns)) throw new Error(`ip netns add ${ns} failed`)
     run('ip', 'link', 'add', `bf${i}`, 'type', 'veth', 'peer', 'name', `bfh${i}`)
     run('ip', 'link', 'set', `bf${i}`, 'netns', ns)
     run('ip', 'link', 'set', `bfh${i}`, 'netns', HUB)

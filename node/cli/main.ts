@@ -47,12 +47,13 @@ function commandHelp (c: Command): string {
 
 /**
  * berthd is long-lived and mostly idle, and its JavaScript is glue between system calls: a 1 MiB
- * young generation, one V8 worker thread, V8's size-over-speed heuristics and lite mode (no
- * optimizing compiler) cut its RSS from ~86 to ~67 MB after a burst of starts (bench:start
- * prints it) while start latency stays within noise. V8 reads these flags only at start-up, so
- * `up` re-executes itself in place (same pid) with them.
+ * young generation, one V8 worker thread, V8's size-over-speed heuristics and no optimizing JS
+ * compilers (TurboFan, Maglev) cut its RSS from ~86 to ~67 MB after a burst of starts
+ * (bench:start prints it) while start latency stays within noise. Not --lite-mode: it implies
+ * --jitless, which removes WebAssembly, and libp2p's Noise uses a wasm ChaCha20-Poly1305.
+ * V8 reads these flags only at start-up, so `up` re-executes itself in place (same pid).
  */
-const DAEMON_NODE_FLAGS = ['--max-semi-space-size=1', '--v8-pool-size=1', '--optimize-for-size', '--lite-mode']
+const DAEMON_NODE_FLAGS = ['--max-semi-space-size=1', '--v8-pool-size=1', '--optimize-for-size', '--no-opt', '--no-maglev']
 
 function tuneDaemonHeap (): void {
   if (DAEMON_NODE_FLAGS.every(f => process.execArgv.includes(f))) return
