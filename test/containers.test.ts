@@ -127,15 +127,15 @@ if (skip !== undefined) {
   })
 
   t.test('stop sends SIGTERM, then SIGKILL after -t; kill sends a signal', async t => {
-    await d.ok(['run', '-d', '--name', 'stubborn', 'bb', 'sh', '-c', 'trap "" TERM; while true; do sleep 1; done'])
+    await d.ok(['run', '-d', '--name', 'ignores-term', 'bb', 'sh', '-c', 'trap "" TERM; while true; do sleep 1; done'])
     const t0 = Date.now()
-    await d.ok(['stop', '-t', '1', 'stubborn'])
+    await d.ok(['stop', '-t', '1', 'ignores-term'])
     const took = Date.now() - t0
     t.ok(took >= 900, `waited for the timeout (${took} ms)`)
-    const c = await inspect(d, 'stubborn')
+    const c = await inspect(d, 'ignores-term')
     t.equal(c.state, 'exited')
     t.equal(c.signal, 9)
-    await d.ok(['rm', 'stubborn'])
+    await d.ok(['rm', 'ignores-term'])
 
     await d.ok(['run', '-d', '--init', '--name', 'polite', 'bb', 'sleep', '60'])
     const t1 = Date.now()

@@ -45,7 +45,7 @@ export const run: Command = {
   options: [
     { name: 'detach', short: 'd', help: 'run in the background and print the container id' },
     { name: 'rm', help: 'remove the container when it exits' },
-    { name: 'name', value: 'NAME', help: 'container name (also its hostname); default IMAGE-xxxxxx' },
+    { name: 'name', value: 'NAME', help: 'container name (also its hostname); default IMAGE-<6 hex digits>' },
     { name: 'cpu', value: 'CPUS', help: 'CPU limit, e.g. 0.5' },
     { name: 'memory', value: 'SIZE', help: 'memory limit, e.g. 64M; past it the container is OOM-killed' },
     { name: 'pids', value: 'N', help: 'limit on processes and threads' },
