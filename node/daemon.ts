@@ -54,6 +54,16 @@ export async function startDaemon (config: DaemonConfig): Promise<Daemon> {
   let cluster: ClusterNode | undefined
   let api: ApiServer | undefined
   const stop = async (): Promise<void> => {
+    // The cluster's timers are unref'd; once the API and the shims' sockets are closed nothing
+    // else keeps the loop alive, and the leave's wait would end the process half-way.
+    const keepAlive = setInterval(() => {}, 1000)
+    try {
+      await stopAll()
+    } finally {
+      clearInterval(keepAlive)
+    }
+  }
+  const stopAll = async (): Promise<void> => {
     await api?.stop()
     proxy?.stop()
     await runtime?.stop()
