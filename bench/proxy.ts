@@ -34,7 +34,7 @@ import type { Daemon } from './lib/daemon.ts'
 import { createDeadline } from './lib/deadline.ts'
 import type { Deadline } from './lib/deadline.ts'
 import { BenchError, ERR_BENCH_INTERRUPTED, ERR_BENCH_RUN, ERR_BENCH_SETUP, ERR_BENCH_TIMEOUT } from './lib/errors.ts'
-import { intFromEnv, note, say } from './lib/output.ts'
+import { intFromEnv, note, reportFailure, runBench, say } from './lib/output.ts'
 import { ccVersion, compileC } from './lib/native.ts'
 import { freePort, waitForPort } from './lib/net.ts'
 import { exitError, killLiveChildren, runTimed, sleep, startTracked } from './lib/proc.ts'
@@ -561,12 +561,7 @@ async function main (): Promise<number> {
     }
     return 0
   } catch (err) {
-    if (err instanceof BenchError) {
-      note(err.toLine())
-      if (daemon !== undefined && err.code !== ERR_BENCH_INTERRUPTED) note(`berthd log (last lines):\n${logTail(daemon.logPath)}`)
-    } else {
-      note(`unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`)
-    }
+    reportFailure(err, daemon?.logPath)
     return 1
   } finally {
     await cleanup.run()
@@ -574,8 +569,4 @@ async function main (): Promise<number> {
   }
 }
 
-// Bad settings (readConfig) fail before anything is made: one line, exit 2.
-process.exitCode = await main().catch((err: unknown) => {
-  note(err instanceof BenchError ? err.toLine() : String(err))
-  return 2
-})
+await runBench(main)

@@ -19,12 +19,12 @@ import { fileURLToPath } from 'node:url'
 import { ApiError } from './lib/api.ts'
 import type { ApiClient } from './lib/api.ts'
 import { createCleanup, onInterrupt } from './lib/cleanup.ts'
-import { startDaemon, logTail } from './lib/daemon.ts'
+import { startDaemon } from './lib/daemon.ts'
 import type { Daemon } from './lib/daemon.ts'
 import { createDeadline } from './lib/deadline.ts'
 import type { Deadline } from './lib/deadline.ts'
 import { BenchError, ERR_BENCH_RUN, ERR_BENCH_SETUP } from './lib/errors.ts'
-import { intFromEnv, note, say } from './lib/output.ts'
+import { intFromEnv, note, reportFailure, runBench, say } from './lib/output.ts'
 import {
   cgroupMemory, exitError, killLiveChildren, machineUsedBytes, memoryCgroupOf, parentPid,
   pssBytes, runOk, runTimed, sleep, startTracked, vmRssBytes
@@ -431,12 +431,7 @@ async function main (): Promise<number> {
     say(`load average at the end: ${os.loadavg().map(l => l.toFixed(2)).join(' ')}`)
     return 0
   } catch (err) {
-    if (err instanceof BenchError) {
-      note(err.toLine())
-      if (daemon !== undefined && err.code !== 'BERTH_ERR_BENCH_INTERRUPTED') note(`berthd log (last lines):\n${logTail(daemon.logPath)}`)
-    } else {
-      note(`unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`)
-    }
+    reportFailure(err, daemon?.logPath)
     return 1
   } finally {
     await cleanup.run()
@@ -444,8 +439,4 @@ async function main (): Promise<number> {
   }
 }
 
-// Bad settings (readConfig) fail before anything is made: one line, exit 2.
-process.exitCode = await main().catch((err: unknown) => {
-  note(err instanceof BenchError ? err.toLine() : String(err))
-  return 2
-})
+await runBench(main)

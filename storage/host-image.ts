@@ -98,7 +98,8 @@ async function walkEtc (etc: string, rel: string, out: EtcEntry[]): Promise<void
 async function hostResolvConf (hostRoot: string): Promise<string> {
   const read = async (p: string): Promise<string | undefined> => await readFile(join(hostRoot, p), 'utf8').catch(() => undefined)
   const conf = await read('etc/resolv.conf') ?? ''
-  // systemd-resolved's stub listens on the host's loopback, which a container does not share:
+  // systemd-resolved's local resolver (127.0.0.53) is on the host's loopback, which a container
+  // does not share:
   // use the upstream servers resolved itself uses.
   if (/^nameserver\s+127\.0\.0\.53\b/m.test(conf)) {
     const upstream = await read('run/systemd/resolve/resolv.conf')

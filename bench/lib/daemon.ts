@@ -55,26 +55,14 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
   child.on('error', (err) => { exited = err.message })
 
   const api = createApiClient(init.socketPath)
-  const t0 = performance.now()
-  let info: DaemonInfo | undefined
-  let lastErr: unknown
-  while (info === undefined) {
-    if (exited !== undefined) {
-      throw new BenchError(ERR_BENCH_DAEMON, `berthd exited (${exited}) before answering GET /v1/info:\n${logTail(init.logPath)}`,
-        'run `node dist/node/cli/main.js up` by hand to see why')
-    }
-    if (performance.now() - t0 > startTimeoutMs) {
-      child.kill('SIGKILL')
-      throw new BenchError(ERR_BENCH_DAEMON, `berthd did not answer GET /v1/info within ${startTimeoutMs} ms (last: ${String(lastErr)}):\n${logTail(init.logPath)}`,
-        'run `node dist/node/cli/main.js up` by hand to see why')
-    }
-    try {
-      info = await api.json<DaemonInfo>('GET', '/v1/info', { timeoutMs: 2000 })
-    } catch (err) {
-      lastErr = err instanceof Error ? err.message : err
-      await sleep(100)
-    }
-  }
+  const info = await waitForInfo(api, {
+    exited: () => exited,
+    kill: () => child.kill('SIGKILL'),
+    logPath: init.logPath,
+    startTimeoutMs,
+    what: 'berthd',
+    hint: 'run `node dist/node/cli/main.js up` by hand to see why'
+  })
 
   let stopped = false
   async function stop (): Promise<void> {
@@ -97,6 +85,39 @@ export async function startDaemon (init: DaemonInit): Promise<Daemon> {
     info,
     logPath: init.logPath,
     stop
+  }
+}
+
+export interface WaitForInfoInit {
+  /** how the daemon process ended, once it has */
+  exited: () => string | undefined
+  kill: () => void
+  logPath: string
+  startTimeoutMs: number
+  /** names the daemon in errors, e.g. "berthd in berth-bench-3" */
+  what: string
+  hint: string
+}
+
+/** Polls GET /v1/info until the daemon answers; fails with its log when it exits or is too slow. */
+export async function waitForInfo (api: ApiClient, w: WaitForInfoInit): Promise<DaemonInfo> {
+  const t0 = performance.now()
+  let lastErr: unknown
+  for (;;) {
+    const exited = w.exited()
+    if (exited !== undefined) {
+      throw new BenchError(ERR_BENCH_DAEMON, `${w.what} exited (${exited}) before answering GET /v1/info:\n${logTail(w.logPath)}`, w.hint)
+    }
+    if (performance.now() - t0 > w.startTimeoutMs) {
+      w.kill()
+      throw new BenchError(ERR_BENCH_DAEMON, `${w.what} did not answer GET /v1/info within ${w.startTimeoutMs} ms (last: ${String(lastErr)}):\n${logTail(w.logPath)}`, w.hint)
+    }
+    try {
+      return await api.json<DaemonInfo>('GET', '/v1/info', { timeoutMs: 2000 })
+    } catch (err) {
+      lastErr = err instanceof Error ? err.message : err
+      await sleep(100)
+    }
   }
 }
 

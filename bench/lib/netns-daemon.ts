@@ -8,9 +8,7 @@ import type { ChildProcess } from 'node:child_process'
 import { closeSync, openSync } from 'node:fs'
 import { createApiClient } from './api.ts'
 import type { ApiClient } from './api.ts'
-import { logTail } from './daemon.ts'
-import type { DaemonInfo } from './daemon.ts'
-import { BenchError, ERR_BENCH_DAEMON } from './errors.ts'
+import { waitForInfo } from './daemon.ts'
 import { sleep } from './proc.ts'
 
 export interface NsDaemonInit {
@@ -64,26 +62,14 @@ export async function startNsDaemon (init: NsDaemonInit): Promise<NsDaemon> {
   })
 
   const api = createApiClient(init.socketPath)
-  const t0 = performance.now()
-  let info: DaemonInfo | undefined
-  let lastErr: unknown
-  while (info === undefined) {
-    if (exited !== undefined) {
-      throw new BenchError(ERR_BENCH_DAEMON, `berthd in ${init.ns} exited (${exited}) before answering GET /v1/info:\n${logTail(init.logPath)}`,
-        `run \`ip netns exec ${init.ns} node dist/node/cli/main.js up …\` by hand to see why`)
-    }
-    if (performance.now() - t0 > startTimeoutMs) {
-      child.kill('SIGKILL')
-      throw new BenchError(ERR_BENCH_DAEMON, `berthd in ${init.ns} did not answer GET /v1/info within ${startTimeoutMs} ms (last: ${String(lastErr)}):\n${logTail(init.logPath)}`,
-        'the machine may be overloaded; see the log above')
-    }
-    try {
-      info = await api.json<DaemonInfo>('GET', '/v1/info', { timeoutMs: 2000 })
-    } catch (err) {
-      lastErr = err instanceof Error ? err.message : err
-      await sleep(100)
-    }
-  }
+  const info = await waitForInfo(api, {
+    exited: () => exited,
+    kill: () => child.kill('SIGKILL'),
+    logPath: init.logPath,
+    startTimeoutMs,
+    what: `berthd in ${init.ns}`,
+    hint: `run \`ip netns exec ${init.ns} node dist/node/cli/main.js up …\` by hand to see why`
+  })
 
   async function stop (graceMs = DEFAULT_STOP_GRACE_MS): Promise<void> {
     if (exited !== undefined) return

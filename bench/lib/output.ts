@@ -1,4 +1,5 @@
 // What every benchmark prints through, and how it reads its settings.
+import { logTail } from './daemon.ts'
 import { BenchError, ERR_BENCH_SETUP } from './errors.ts'
 
 // A reader that goes away (`| head`) must not kill a run before its cleanup: once stdout or
@@ -23,4 +24,22 @@ export function intFromEnv (name: string, def: number, min: number): number {
     throw new BenchError(ERR_BENCH_SETUP, `bad ${name}="${raw}"`, `use an integer ≥ ${min}`)
   }
   return n
+}
+
+/** How a benchmark's run failed, with the daemon's last log lines when one was up. */
+export function reportFailure (err: unknown, daemonLog?: string): void {
+  if (err instanceof BenchError) {
+    note(err.toLine())
+    if (daemonLog !== undefined && err.code !== 'BERTH_ERR_BENCH_INTERRUPTED') note(`berthd log (last lines):\n${logTail(daemonLog)}`)
+  } else {
+    note(`unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`)
+  }
+}
+
+/** Runs a benchmark's main and sets the exit code; bad settings fail before anything is made (exit 2). */
+export async function runBench (main: () => Promise<number>): Promise<void> {
+  process.exitCode = await main().catch((err: unknown) => {
+    note(err instanceof BenchError ? err.toLine() : String(err))
+    return 2
+  })
 }
