@@ -1,8 +1,9 @@
 // The production Transport over libp2p 2.x: TCP, a private network (pnet PSK), Noise, Yamux,
 // identify, ping, bootstrap, mDNS and gossipsub (StrictSign, explicit decode limits).
 //
-//   datagrams  → /berth/swim/1.0.0: one length-prefixed frame per stream (fire and forget;
-//                a failure is a lost datagram, which SWIM expects)
+//   datagrams  → /berth/swim/1.1.0: one long-lived stream per peer and direction, carrying
+//                length-prefixed frames (fire and forget: a frame that cannot be written, or
+//                finds no stream, is a lost datagram, which SWIM expects)
 //   broadcast  → the gossipsub topic `berth/state/1`
 //   requests   → /berth/ae/1.0.0: one frame each way (anti-entropy, push-pull)
 
@@ -29,7 +30,7 @@ import type { PeerId, RequestOptions, Transport, TransportHandlers } from '../ty
 const log = debuglog('berth:cluster:libp2p')
 
 /** Protocol ids. The version is part of the protocol: a new framing gets a new id. */
-export const SWIM_PROTOCOL = '/berth/swim/1.0.0'
+export const SWIM_PROTOCOL = '/berth/swim/1.1.0'
 export const AE_PROTOCOL = '/berth/ae/1.0.0'
 export const STATE_TOPIC = 'berth/state/1'
 
@@ -55,34 +56,103 @@ export interface Libp2pTransportInit {
 }
 
 const DEFAULT_LISTEN = ['0.0.0.0:7946']
+/** Bytes of datagrams that may wait for one peer's stream before new ones are dropped. */
+const OUTBOUND_QUEUE_BYTES = 256 * 1024
 
-async function readFrame (stream: Stream, maxBytes: number): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = []
-  let have = 0
-  let want = -1
-  for await (const chunk of stream.source) {
-    const bytes = chunk instanceof Uint8Array ? chunk : chunk.subarray()
-    chunks.push(bytes)
-    have += bytes.length
-    if (want < 0 && have >= 4) {
-      const head = concat(chunks, have)
-      want = new DataView(head.buffer, head.byteOffset, 4).getUint32(0)
-      if (want > maxBytes) throw new Error(`frame of ${want} bytes, at most ${maxBytes}`)
+/**
+ * Splits a byte stream into length-prefixed frames (a 4-byte big-endian length, then that many
+ * bytes). A frame longer than maxBytes is an error: the stream is broken or hostile.
+ */
+class FrameSplitter {
+  private buf: Uint8Array = new Uint8Array(0)
+  private readonly maxBytes: number
+  constructor (maxBytes: number) { this.maxBytes = maxBytes }
+
+  /** the frames completed by CHUNK, in order */
+  push (chunk: Uint8Array): Uint8Array[] {
+    this.buf = this.buf.length === 0 ? chunk : concat([this.buf, chunk])
+    const out: Uint8Array[] = []
+    while (this.buf.length >= 4) {
+      const want = new DataView(this.buf.buffer, this.buf.byteOffset, 4).getUint32(0)
+      if (want > this.maxBytes) throw new Error(`frame of ${want} bytes, at most ${this.maxBytes}`)
+      if (this.buf.length < 4 + want) break
+      out.push(this.buf.subarray(4, 4 + want))
+      this.buf = this.buf.subarray(4 + want)
     }
-    if (want >= 0 && have >= 4 + want) break
+    return out
   }
-  if (want < 0 || have < 4 + want) throw new Error('stream ended inside a frame')
-  return concat(chunks, have).subarray(4, 4 + want)
+
+  /** bytes of an unfinished frame are waiting */
+  get partial (): boolean { return this.buf.length > 0 }
 }
 
-function concat (chunks: Uint8Array[], total: number): Uint8Array {
-  if (chunks.length === 1) return chunks[0] as Uint8Array
+function chunkBytes (chunk: Uint8Array | { subarray: () => Uint8Array }): Uint8Array {
+  return chunk instanceof Uint8Array ? chunk : chunk.subarray()
+}
+
+/** The first frame on STREAM (request/response streams carry one each way). */
+async function readFrame (stream: Stream, maxBytes: number): Promise<Uint8Array> {
+  const split = new FrameSplitter(maxBytes)
+  for await (const chunk of stream.source) {
+    const [first] = split.push(chunkBytes(chunk))
+    if (first !== undefined) return first
+  }
+  throw new Error(split.partial ? 'stream ended inside a frame' : 'stream ended before a frame')
+}
+
+function concat (parts: Uint8Array[]): Uint8Array {
+  let total = 0
+  for (const p of parts) total += p.length
   const out = new Uint8Array(total)
   let off = 0
-  for (const c of chunks) { out.set(c, off); off += c.length }
-  chunks.length = 0
-  chunks.push(out)
+  for (const p of parts) { out.set(p, off); off += p.length }
   return out
+}
+
+/**
+ * The write side of one peer's datagram stream: frames queue here and the stream's sink drains
+ * them. Bounded: when the stream is slower than SWIM's sends (a stalled connection), new frames
+ * are dropped, as a full socket buffer drops datagrams.
+ */
+class FrameQueue implements AsyncIterable<Uint8Array> {
+  private readonly frames: Uint8Array[] = []
+  private bytes = 0
+  private wake: (() => void) | undefined
+  private ended = false
+  private readonly maxBytes: number
+  constructor (maxBytes: number) { this.maxBytes = maxBytes }
+
+  /** false if the frame was dropped (queue full or ended) */
+  push (f: Uint8Array): boolean {
+    if (this.ended || this.bytes + f.length > this.maxBytes) return false
+    this.frames.push(f)
+    this.bytes += f.length
+    this.wake?.()
+    return true
+  }
+
+  end (): void { this.ended = true; this.wake?.() }
+
+  async * [Symbol.asyncIterator] (): AsyncGenerator<Uint8Array> {
+    for (;;) {
+      if (this.frames.length > 0) {
+        // everything queued goes out as one write (one yamux frame, one noise message)
+        const batch = this.frames.length === 1 ? this.frames[0] as Uint8Array : concat(this.frames)
+        this.frames.length = 0
+        this.bytes = 0
+        yield batch
+        continue
+      }
+      if (this.ended) return
+      await new Promise<void>(resolve => { this.wake = resolve })
+      this.wake = undefined
+    }
+  }
+}
+
+interface Outbound {
+  queue: FrameQueue
+  stream?: Stream
 }
 
 function frame (data: Uint8Array): Uint8Array {
@@ -100,6 +170,7 @@ class Libp2pTransport implements Transport {
   private readonly maxMessageBytes: number
   private readonly maxRequestBytes: number
   private readonly sendTimeoutMs: number
+  private readonly outbound = new Map<PeerId, Outbound>()
 
   constructor (node: Libp2p<{ pubsub: GossipSub }>, init: Libp2pTransportInit) {
     this.node = node
@@ -115,15 +186,19 @@ class Libp2pTransport implements Transport {
     this.handlers = handlers
     await this.node.start()
     await this.node.handle(SWIM_PROTOCOL, ({ stream, connection }) => {
+      // a peer's datagram stream: frames until it closes; we never write on it
       const from = connection.remotePeer.toString()
-      readFrame(stream, this.maxMessageBytes).then(data => {
-        stream.close().catch(() => {})
-        this.handlers?.message(from, data)
-      }, err => {
+      stream.closeWrite().catch(() => {})
+      const split = new FrameSplitter(this.maxMessageBytes)
+      ;(async () => {
+        for await (const chunk of stream.source) {
+          for (const data of split.push(chunkBytes(chunk))) this.handlers?.message(from, data)
+        }
+      })().catch(err => {
         log('swim stream from %s: %o', from, err)
         stream.abort(err as Error)
       })
-    }, { maxInboundStreams: 256, maxOutboundStreams: 256 })
+    }, { maxInboundStreams: 4, maxOutboundStreams: 4 })
     await this.node.handle(AE_PROTOCOL, ({ stream, connection }) => {
       const from = connection.remotePeer.toString()
       ;(async () => {
@@ -148,6 +223,9 @@ class Libp2pTransport implements Transport {
     this.node.addEventListener('peer:connect', evt => {
       this.handlers?.peer?.(evt.detail.toString(), [])
     })
+    this.node.addEventListener('peer:disconnect', evt => {
+      this.handlers?.peerDown?.(evt.detail.toString())
+    })
     this.node.addEventListener('peer:discovery', evt => {
       // mDNS/bootstrap: connect, and membership joins through the connection (peer:connect)
       const id = evt.detail.id
@@ -160,6 +238,8 @@ class Libp2pTransport implements Transport {
     if (!this.started) return
     this.started = false
     this.handlers = undefined
+    for (const out of this.outbound.values()) out.queue.end()
+    this.outbound.clear()
     await this.node.stop()
   }
 
@@ -180,10 +260,40 @@ class Libp2pTransport implements Transport {
 
   send (to: PeerId, data: Uint8Array): void {
     if (!this.started) return
+    const out = this.outbound.get(to) ?? this.openOutbound(to)
+    if (!out.queue.push(frame(data))) log('send to %s: queue full (datagram lost)', to)
+  }
+
+  /**
+   * The long-lived datagram stream to TO: opened on first use and replaced after it fails, so
+   * a datagram costs one frame on an open stream instead of a stream set-up (and multistream
+   * negotiation) of its own. Frames sent while it opens wait in its queue.
+   */
+  private openOutbound (to: PeerId): Outbound {
+    const out: Outbound = { queue: new FrameQueue(OUTBOUND_QUEUE_BYTES) }
+    this.outbound.set(to, out)
     ;(async () => {
       const stream = await this.node.dialProtocol(peerIdFromString(to), SWIM_PROTOCOL, { signal: AbortSignal.timeout(this.sendTimeoutMs) })
-      await stream.sink([frame(data)])
-    })().catch(err => { log('send to %s (datagram lost): %s', to, (err as Error).message) })
+      out.stream = stream
+      stream.closeRead().catch(() => {})
+      await stream.sink(out.queue)
+    })().catch(err => { log('datagram stream to %s: %s', to, (err as Error).message) })
+      .finally(() => {
+        out.queue.end()
+        if (this.outbound.get(to) === out) this.outbound.delete(to)
+      })
+    return out
+  }
+
+  peerGone (id: PeerId): void {
+    const out = this.outbound.get(id)
+    if (out !== undefined) {
+      this.outbound.delete(id)
+      out.queue.end()
+      out.stream?.abort(new Error('peer declared gone'))
+    }
+    // a crashed host leaves half-open connections behind; a rejoin must not reuse them
+    if (this.started) this.node.hangUp(peerIdFromString(id)).catch(err => { log('hang up %s: %o', id, err) })
   }
 
   broadcast (data: Uint8Array): void {
@@ -235,6 +345,11 @@ export async function createLibp2pTransport (init: Libp2pTransportInit): Promise
     streamMuxers: [yamux()],
     ...(psk === undefined ? {} : { connectionProtector: preSharedKey({ psk }) }),
     peerDiscovery,
+    // Every connection is pinged on a stream of its own (~20 packets a ping, from both ends)
+    // every pingInterval. SWIM already probes members every second; this stays only as the
+    // backstop that closes a half-open connection to a host that vanished without being
+    // declared dead (a dead member's connections are closed at once: peerGone).
+    connectionMonitor: { pingInterval: 60_000 },
     services: {
       identify: identify(),
       ping: ping(),
