@@ -6,7 +6,7 @@
 // membership updates piggybacked on probes and gossiped with a retransmit limit.
 
 import { debuglog } from 'node:util'
-import { retransmitLimit, suspicionTimeoutMs } from './config.ts'
+import { pushPullIntervalFor, retransmitLimit, suspicionTimeoutMs } from './config.ts'
 import type { ClusterConfig } from './config.ts'
 import { MSG } from './wire.ts'
 import type { MemberStatus, MemberUpdate, Message } from './wire.ts'
@@ -39,6 +39,8 @@ interface Suspicion {
 
 interface MemberState extends Member {
   suspicion: Suspicion | undefined
+  /** when a transport hint last made us probe it out of turn (probeNow) */
+  hintedMs?: number
 }
 
 interface Queued {
@@ -347,6 +349,23 @@ export class Membership {
     })
   }
 
+  /**
+   * A hint from the transport that member ID may be gone: its last connection closed. Probe it
+   * now instead of at its turn in the round-robin (at most once per probe interval). A hint is
+   * not a verdict: only the probe's failure leads to suspicion, so a connection that merely
+   * recycles costs one probe. A crashed process, whose host's kernel closes its connections at
+   * once, is suspected about one probe interval after it died instead of at its turn (up to
+   * N probe intervals away for each prober); a vanished host gives no hint and waits its turn.
+   */
+  probeNow (id: PeerId): void {
+    const m = this.members.get(id)
+    if (!this.running || this.leaving || m === undefined || m.status !== 'alive') return
+    const now = this.clock.now()
+    if (m.hintedMs !== undefined && now - m.hintedMs < this.cfg.probeIntervalMs) return
+    m.hintedMs = now
+    this.probe(m, this.scale(this.cfg.probeIntervalMs))
+  }
+
   // ---- inbound datagrams ---------------------------------------------------------------------
 
   handle (from: PeerId, m: Message): void {
@@ -595,7 +614,7 @@ export class Membership {
 
   private pushPullTick (): void {
     const n = this.liveCount()
-    this.after(this.cfg.pushPullIntervalMs * Math.max(1, Math.ceil(n / 32)), () => { this.pushPullTick() })
+    this.after(pushPullIntervalFor(this.cfg.pushPullIntervalMs, n), () => { this.pushPullTick() })
     const [id] = this.pick(1, m => m.status === 'alive')
     if (id !== undefined) this.pushPull(id, false).catch(err => { log('%s: push-pull with %s: %o', this.localId, id, err) })
   }

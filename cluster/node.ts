@@ -257,14 +257,18 @@ class Node implements ClusterNode {
           await this.init.store.write(tx => { tx.put(meta, META_INCARNATION, n) })
         }).catch(err => { log('saving incarnation: %o', err) })
       },
-      emit: (ev: MemberEventName, m: Member) => { this.events.emit(ev, m) },
+      emit: (ev: MemberEventName, m: Member) => {
+        if (ev === 'member:dead' || ev === 'member:left') transport.peerGone?.(m.id)
+        this.events.emit(ev, m)
+      },
       learnAddrs: (id, addrs) => { transport.addPeer(id, addrs) }
     })
     await transport.start({
       message: (from, data) => { this.onMessage(from, data) },
       broadcast: (from, data) => { this.onBroadcast(from, data) },
       request: async (from, data) => await this.onRequest(from, data),
-      peer: (id) => { this.onPeer(id) }
+      peer: (id) => { this.onPeer(id) },
+      peerDown: (id) => { if (this.running) this.membership?.probeNow(id) }
     })
     this.running = true
     this.membership.start()

@@ -88,8 +88,13 @@ export interface SimNetwork {
   partition: (groups: PeerId[][]) => void
   heal: () => void
   setLoss: (rate: number) => void
-  /** the node stops: nothing to or from it is delivered, its timers never fire */
-  crash: (id: PeerId) => void
+  /**
+   * the node stops: nothing to or from it is delivered, its timers never fire. With
+   * closesConnections (a process that died on a live host, whose kernel closes its TCP
+   * connections) every node that can reach it gets the transport's peerDown hint one latency
+   * later; without it (a host gone silent) nobody is told.
+   */
+  crash: (id: PeerId, opts?: { closesConnections?: boolean }) => void
   isUp: (id: PeerId) => boolean
   /** runs the event queue for `ms` of virtual time */
   run: (ms: number) => Promise<void>
@@ -273,11 +278,16 @@ class Sim implements SimNetwork {
   heal (): void { this.groups = undefined }
   setLoss (rate: number): void { this.loss = rate }
 
-  crash (id: PeerId): void {
+  crash (id: PeerId, opts: { closesConnections?: boolean } = {}): void {
     const n = this.node(id)
+    const peers = opts.closesConnections === true ? [...this.nodes.values()].filter(o => o !== n && this.reachable(n, o)) : []
     n.epoch++
     n.up = true // a restart gets a fresh transport (new epoch); until then nothing reaches it
     n.handlers = undefined
+    for (const o of peers) {
+      const epoch = o.epoch
+      this.schedule(this.latency(), () => { if (o.epoch === epoch) o.handlers?.peerDown?.(id) }, '', 0)
+    }
   }
 
   isUp (id: PeerId): boolean {

@@ -29,7 +29,8 @@ export interface SimFleet {
   node: (id: PeerId) => ClusterNode | undefined
   /** starts every node; each joins through node 0 */
   start: () => Promise<void>
-  crash: (id: PeerId) => void
+  /** see SimNetwork.crash */
+  crash: (id: PeerId, opts?: { closesConnections?: boolean }) => void
   restart: (id: PeerId) => Promise<void>
   isUp: (id: PeerId) => boolean
   run: (ms: number) => Promise<void>
@@ -85,9 +86,9 @@ export function createSimFleet (init: SimFleetInit): SimFleet {
         await make(id).start()
       }
     },
-    crash (id) {
+    crash (id, opts) {
       up.delete(id)
-      net.crash(id)
+      net.crash(id, opts)
       nodes.delete(id)
     },
     async restart (id) {

@@ -12,7 +12,7 @@ import type { WireEntry } from './wire.ts'
 import { createSimFleet } from './simulation.ts'
 import { createSimNetwork } from './sim.ts'
 import { createClusterNode } from './node.ts'
-import { suspicionTimeoutMs, retransmitLimit, LAN_PROFILE, LOCAL_PROFILE } from './config.ts'
+import { pushPullIntervalFor, suspicionTimeoutMs, retransmitLimit, LAN_PROFILE, LOCAL_PROFILE } from './config.ts'
 import type { Clock } from './types.ts'
 
 const fixedClock = (ms: { now: number }): Clock => ({ now: () => ms.now, setTimeout: () => ({}), clearTimeout: () => {} })
@@ -218,12 +218,42 @@ t.test('a node drops bad datagrams, broadcasts and requests, counts them, and ke
 })
 
 t.test('profiles and formulas', async t => {
-  t.equal(suspicionTimeoutMs(4, 100, 1000), 8000, 'lan, 100 nodes: 4 * log10(100) * 1 s')
+  t.equal(suspicionTimeoutMs(3, 100, 1000), 6000, 'lan, 100 nodes: 3 * log10(100) * 1 s')
+  t.equal(LAN_PROFILE.suspicionMult, 3)
   t.equal(suspicionTimeoutMs(4, 1, 1000), 4000, 'at least one node-scale')
   t.equal(retransmitLimit(4, 100), 12)
   t.equal(LAN_PROFILE.probeTimeoutMs, 500)
   t.equal(LOCAL_PROFILE.probeTimeoutMs, 200)
   t.equal(LOCAL_PROFILE.probeIntervalMs, LAN_PROFILE.probeIntervalMs, 'local starts from the same base')
+  t.equal(pushPullIntervalFor(30_000, 10), 30_000, 'push-pull: not stretched up to 32 nodes')
+  t.equal(pushPullIntervalFor(30_000, 32), 30_000)
+  t.equal(pushPullIntervalFor(30_000, 100), 90_000, '90 s at 100 nodes, as memberlist')
+  t.equal(pushPullIntervalFor(30_000, 1000), 180_000)
+})
+
+t.test('a closed connection makes every survivor probe the crashed node at once', async t => {
+  // 10 nodes, lan: a crash that closes connections is suspected one probe interval later by
+  // all and declared dead at the suspicion's minimum (3 s) after that; a silent one waits for
+  // each prober's round-robin turn.
+  const deadAfter = async (closesConnections: boolean): Promise<number> => {
+    const fleet = createSimFleet({ seed: 11, nodes: 10, profile: 'lan', delayMs: 1 })
+    await fleet.start()
+    await fleet.run(20_000)
+    t.same(fleet.membershipErrors(), [], 'formed')
+    const seen = new Set<string>()
+    for (const id of fleet.ids) if (id !== 'n0003') fleet.node(id)!.on('member:dead', m => { if (m.id === 'n0003') seen.add(id) })
+    fleet.crash('n0003', { closesConnections })
+    let ms = 0
+    while (seen.size < 9 && ms < 30_000) { await fleet.run(100); ms += 100 }
+    await fleet.stop()
+    return ms
+  }
+  const hinted = await deadAfter(true)
+  t.ok(hinted <= 4_500, `with the hint, dead on all 9 after ${hinted} ms (≤ 4.5 s)`)
+  t.ok(hinted >= 3_000, 'not before the suspicion timeout')
+  const silent = await deadAfter(false)
+  t.ok(silent < 30_000, `silent: dead on all after ${silent} ms`)
+  t.ok(hinted <= silent, 'the hint is never slower')
 })
 
 t.test('graceful leave and rejoin with a higher incarnation', async t => {

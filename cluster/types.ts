@@ -13,6 +13,8 @@ export interface TransportHandlers {
   request: (from: PeerId, data: Uint8Array) => Promise<Uint8Array>
   /** a peer was discovered or connected (mDNS, an inbound connection); membership may join it */
   peer?: (id: PeerId, addrs: string[]) => void
+  /** every connection to a peer closed (a hint that it may be gone; membership probes it) */
+  peerDown?: (id: PeerId) => void
 }
 
 export interface RequestOptions {
@@ -39,6 +41,8 @@ export interface Transport {
   request: (to: PeerId, data: Uint8Array, opts: RequestOptions) => Promise<Uint8Array>
   /** connect to a seed address and resolve the id of the peer behind it */
   dial: (addr: string, opts: RequestOptions) => Promise<PeerId>
+  /** membership declared the peer dead or gone: drop what is kept open to it */
+  peerGone?: (id: PeerId) => void
 }
 
 export type TimerHandle = { readonly __timer: unique symbol } | object
