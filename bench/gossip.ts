@@ -15,6 +15,9 @@
 //   kills     BENCH_KILLS × kill -9 of one node (rotating, never node 1), while every other node's
 //             GET /v1/nodes is polled every 100 ms: time to the first and the last "dead"; then the
 //             node restarts on its data dir and the time until all see it alive again
+//   freezes   BENCH_FREEZES × SIGSTOP of one node the same way (a hung daemon: its connections
+//             stay open, so no survivor gets the closed-connection hint a kill gives), then
+//             SIGCONT and the time until all see it alive again (it refutes its death)
 // Simulator (bench/lib/gossip-sim.ts, virtual time, the same cluster code): per fleet size, writes,
 // crashes and partition heals at 1% loss; then 5% loss for BENCH_SIM_SOAK_S virtual seconds at 10
 // and 100 nodes, where nothing crashes, so every death is false.
@@ -23,7 +26,7 @@
 // sch_netem and no tc classifier to hang a random gact drop on, and neither nftables nor
 // iptables is installed. The loss soak runs in the simulator only, and the report says so.
 //
-// Environment: BENCH_NODES (10), BENCH_WRITES (30), BENCH_KILLS (5), BENCH_SOAK_S (120, ≥ 30),
+// Environment: BENCH_NODES (10), BENCH_WRITES (30), BENCH_KILLS (5), BENCH_FREEZES (5), BENCH_SOAK_S (120, ≥ 30),
 // BENCH_SIM (1; 0 skips the simulator), BENCH_REAL (1; 0 skips the daemons), BENCH_SIM_LARGE
 // (1000; 0 skips it), BENCH_SIM_LARGE_BUDGET_S (300: wall seconds the large fleet may take),
 // BENCH_SIM_SOAK_S (600), BENCH_TIMEOUT_S (900).
@@ -49,12 +52,13 @@ import { killLiveChildren, runOk, sleep, vmRssBytes } from './lib/proc.ts'
 import { summarize } from './lib/stats.ts'
 import type { Summary } from './lib/stats.ts'
 import { mark, mb, ms, renderTable } from './lib/table.ts'
+import { PROFILES, pushPullIntervalFor } from '../cluster/config.ts'
 
 const REPO_DIR = fileURLToPath(new URL('..', import.meta.url))
 const CLI_MAIN = join(REPO_DIR, 'dist/node/cli/main.js')
 const PORT = 7946
 
-const DEFAULTS = { nodes: 10, writes: 30, kills: 5, soakS: 120, timeoutS: 900, simLarge: 1000, simLargeBudgetS: 300, simSoakS: 600 }
+const DEFAULTS = { nodes: 10, writes: 30, kills: 5, freezes: 5, soakS: 120, timeoutS: 900, simLarge: 1000, simLargeBudgetS: 300, simSoakS: 600 }
 /** The idle window inside the soak: no request reaches a daemon during it. */
 const IDLE_S = 30
 /** After the fleet forms: lets join-time push-pulls, anti-entropy and lazy compilation finish. */
@@ -81,6 +85,7 @@ interface Config {
   nodes: number
   writes: number
   kills: number
+  freezes: number
   soakS: number
   timeoutMs: number
   real: boolean
@@ -97,6 +102,7 @@ function readConfig (): Config {
     nodes: intFromEnv('BENCH_NODES', DEFAULTS.nodes, 3),
     writes: intFromEnv('BENCH_WRITES', DEFAULTS.writes, 1),
     kills: intFromEnv('BENCH_KILLS', DEFAULTS.kills, 0),
+    freezes: intFromEnv('BENCH_FREEZES', DEFAULTS.freezes, 0),
     soakS: intFromEnv('BENCH_SOAK_S', DEFAULTS.soakS, IDLE_S),
     timeoutMs: intFromEnv('BENCH_TIMEOUT_S', DEFAULTS.timeoutS, 60) * 1000,
     real: intFromEnv('BENCH_REAL', 1, 0) !== 0,
@@ -362,48 +368,66 @@ interface KillFigures {
   rounds: string[]
 }
 
-async function measureKills (fleet: RealFleet, cfg: Config, deadline: Deadline): Promise<KillFigures> {
+/**
+ * How a node fails: `kill` is kill -9 (the process dies; its host's kernel closes its TCP
+ * connections at once, and the survivors probe it out of turn on that hint), `freeze` is
+ * SIGSTOP (the process stops answering but its connections stay open, like a hung daemon or a
+ * host gone silent: only the regular probes find it). A killed node restarts on its data dir; a
+ * frozen one gets SIGCONT and must refute its death.
+ */
+type FailureMode = 'kill' | 'freeze'
+
+async function measureFailures (fleet: RealFleet, rounds: number, mode: FailureMode, deadline: Deadline): Promise<KillFigures> {
   const nodes = fleet.nodes
+  const what = mode === 'kill' ? 'kill -9' : 'SIGSTOP'
   const f: KillFigures = { suspectFirstMs: [], deadFirstMs: [], deadAllMs: [], unfinished: 0, rejoinAllMs: [], rounds: [] }
-  for (let r = 0; r < cfg.kills; r++) {
+  for (let r = 0; r < rounds; r++) {
+    const label = `${mode} round ${r + 1}`
     const victim = nodes[1 + (r % (nodes.length - 1))] as RealNode
     const observers = nodes.filter(n => n !== victim)
-    if (await untilAllAlive(nodes, nodes, FORM_LIMIT_MS, deadline, `kill round ${r + 1}: waiting for all alive`) === undefined) {
-      throw new BenchError(ERR_BENCH_RUN, `kill round ${r + 1}: the fleet did not get back to all alive within ${FORM_LIMIT_MS / 1000} s`, 'see the daemon logs')
+    if (await untilAllAlive(nodes, nodes, FORM_LIMIT_MS, deadline, `${label}: waiting for all alive`) === undefined) {
+      throw new BenchError(ERR_BENCH_RUN, `${label}: the fleet did not get back to all alive within ${FORM_LIMIT_MS / 1000} s`, 'see the daemon logs')
     }
-    deadline.check(`kill round ${r + 1}`)
+    deadline.check(label)
     const before = (await view(nodes[0] as RealNode))?.members.find(m => m.name === victim.name)?.incarnation ?? -1
     const t0 = performance.now()
-    await victim.d?.kill9()
-    const watch = async (n: RealNode): Promise<{ suspect?: number, dead?: number }> => {
-      const out: { suspect?: number, dead?: number } = {}
-      while (out.dead === undefined && performance.now() - t0 < KILL_LIMIT_MS) {
-        const v = await view(n, 2000)
-        const s = v?.members.find(m => m.name === victim.name)?.status
-        const now = performance.now() - t0
-        if (s !== undefined && statusOf(s) !== 'alive' && out.suspect === undefined) out.suspect = now
-        if (s !== undefined && statusOf(s) === 'dead') out.dead = now
-        else await sleep(KILL_POLL_MS)
+    if (mode === 'kill') await victim.d?.kill9()
+    else process.kill(victim.d?.pid ?? 0, 'SIGSTOP')
+    let seen: Array<{ suspect?: number, dead?: number }>
+    try {
+      const watch = async (n: RealNode): Promise<{ suspect?: number, dead?: number }> => {
+        const out: { suspect?: number, dead?: number } = {}
+        while (out.dead === undefined && performance.now() - t0 < KILL_LIMIT_MS) {
+          const v = await view(n, 2000)
+          const s = v?.members.find(m => m.name === victim.name)?.status
+          const now = performance.now() - t0
+          if (s !== undefined && statusOf(s) !== 'alive' && out.suspect === undefined) out.suspect = now
+          if (s !== undefined && statusOf(s) === 'dead') out.dead = now
+          else await sleep(KILL_POLL_MS)
+        }
+        return out
       }
-      return out
+      seen = await Promise.all(observers.map(watch))
+    } finally {
+      if (mode === 'freeze') process.kill(victim.d?.pid ?? 0, 'SIGCONT')
     }
-    const seen = await Promise.all(observers.map(watch))
     const dead = seen.map(s => s.dead).filter((x): x is number => x !== undefined)
     const suspect = seen.map(s => s.suspect).filter((x): x is number => x !== undefined)
     if (suspect.length > 0) f.suspectFirstMs.push(Math.min(...suspect))
     if (dead.length > 0) f.deadFirstMs.push(Math.min(...dead))
     if (dead.length === observers.length) f.deadAllMs.push(Math.max(...dead))
     else f.unfinished++
-    // back up on the same data dir (same peer id, a higher incarnation)
-    // (timed from the spawn: berthd joins before its API answers)
-    deadline.check(`kill round ${r + 1}: restart`)
+    // a killed node comes back on the same data dir (same peer id, a higher incarnation), timed
+    // from the spawn (berthd joins before its API answers); a frozen one from its SIGCONT
+    deadline.check(`${label}: back`)
     const t1 = performance.now()
-    await fleet.start(victim)
-    const up = await untilAllAlive(nodes, [victim], REJOIN_LIMIT_MS, deadline, `kill round ${r + 1}: rejoin`, before)
+    if (mode === 'kill') await fleet.start(victim)
+    const up = await untilAllAlive(nodes, [victim], REJOIN_LIMIT_MS, deadline, `${label}: rejoin`, before)
     const rejoin = up === undefined ? undefined : performance.now() - t1
     if (rejoin !== undefined) f.rejoinAllMs.push(rejoin)
-    f.rounds.push(`round ${r + 1}: kill -9 ${victim.name}; first suspect ${fmtS(Math.min(...suspect))}, first dead ${fmtS(Math.min(...dead))}, ` +
-      `${dead.length}/${observers.length} declared dead, last at ${dead.length === 0 ? 'n/a' : fmtS(Math.max(...dead))}; restarted, seen alive by all after ${rejoin === undefined ? `> ${REJOIN_LIMIT_MS / 1000} s` : fmtS(rejoin)}`)
+    f.rounds.push(`${mode} round ${r + 1}: ${what} ${victim.name}; first suspect ${fmtS(Math.min(...suspect))}, first dead ${fmtS(Math.min(...dead))}, ` +
+      `${dead.length}/${observers.length} declared dead, last at ${dead.length === 0 ? 'n/a' : fmtS(Math.max(...dead))}; ` +
+      `${mode === 'kill' ? 'restarted' : 'SIGCONT'}, seen alive by all after ${rejoin === undefined ? `> ${REJOIN_LIMIT_MS / 1000} s` : fmtS(rejoin)}`)
     note(f.rounds[f.rounds.length - 1] as string)
   }
   return f
@@ -425,7 +449,7 @@ function latencyRow (label: string, s: Summary, fmt: (v: number) => string, targ
     target?.text ?? '', ok, ref?.text ?? '', ref === undefined ? '' : ratio(s.p99, ref.ms)]
 }
 
-function reportReal (cfg: Config, idle: IdleFigures, soak: SoakReal, writes: WriteFigures, kills: KillFigures): void {
+function reportReal (cfg: Config, idle: IdleFigures, soak: SoakReal, writes: WriteFigures, kills: KillFigures, freezes: KillFigures): void {
   const ref = MEMBERLIST_DEAD_MS[cfg.nodes]
   const refText = ref === undefined ? `≈${MEMBERLIST_DEAD_MS[10] / 1000} s at 10 nodes` : `≈${ref / 1000} s`
   const refMs = ref ?? MEMBERLIST_DEAD_MS[10]
@@ -437,11 +461,16 @@ function reportReal (cfg: Config, idle: IdleFigures, soak: SoakReal, writes: Wri
     latencyRow('kill -9 → first node suspects', summarize(kills.suspectFirstMs), fmtS),
     latencyRow('kill -9 → first node: dead', summarize(kills.deadFirstMs), fmtS),
     latencyRow('kill -9 → every node: dead', summarize(kills.deadAllMs), fmtS, { limit: TARGET_DEAD_P99_MS, text: 'p99 ≤ 5 s' }, { ms: refMs, text: refText }, kills.unfinished),
-    latencyRow('restart → alive on every node', summarize(kills.rejoinAllMs), fmtS)
+    latencyRow('restart → alive on every node', summarize(kills.rejoinAllMs), fmtS),
+    latencyRow('SIGSTOP → first node suspects', summarize(freezes.suspectFirstMs), fmtS),
+    latencyRow('SIGSTOP → every node: dead', summarize(freezes.deadAllMs), fmtS, { limit: TARGET_DEAD_P99_MS, text: 'p99 ≤ 5 s' }, { ms: refMs, text: refText }, freezes.unfinished),
+    latencyRow('SIGCONT → alive on every node', summarize(freezes.rejoinAllMs), fmtS)
   ], 'lrrrrrlll'))
   say(`  write times are in ms, from just before the PUT to the poll that saw the value; each node polled GET /v1/kv/KEY every ${ms(writes.pollPeriodMs)} ms on average (the resolution)`)
   say(`  kill times: polls of GET /v1/nodes every ${KILL_POLL_MS} ms on each survivor; restart: from the spawn on the same data dir until all see it alive with a higher incarnation`)
-  for (const r of kills.rounds) say(`  ${r}`)
+  say('  kill -9: the host\'s kernel closes the dead daemon\'s connections at once, and each survivor probes it out of turn on that hint;')
+  say('  SIGSTOP: a hung daemon (or a host gone silent) keeps its connections open, so only the regular round-robin probes find it')
+  for (const r of [...kills.rounds, ...freezes.rounds]) say(`  ${r}`)
   say()
 
   say(`Idle, per daemon (${idle.seconds.toFixed(1)} s with no requests, after ${SETTLE_MS / 1000} s to settle)`)
@@ -493,9 +522,8 @@ function reportSim (fleets: FleetFigures[], soaks: SoakFigures[], cfg: Config): 
     say(renderTable(['', 'n', 'p50', 'p99', 'max', 'target', '', 'memberlist (issue)', 'p99/ref'], rows, 'lrrrrrlll'))
     say(`  write times in virtual ms (a DELTA reaches everyone in one hop here; the tail is anti-entropy repairing what the 1% loss dropped)`)
     say(`  messages per node per second, idle: ${num(f.sentPerNodeS, 2)} sent (own counters), ${num(f.deliveredPerNodeS, 2)} delivered (network)`)
-    const pp = (30_000 * Math.max(1, Math.ceil(f.nodes / 32)))
-    const ml = 30_000 * (f.nodes <= 32 ? 1 : Math.ceil(Math.log2(f.nodes) - Math.log2(32)) + 1)
-    say(`  full membership sync (push-pull) every ${pp / 1000} s at ${f.nodes} nodes (30 s × ⌈N/32⌉); memberlist: ${ml / 1000} s (30 s × (⌈log2 N − log2 32⌉ + 1))` +
+    const pp = pushPullIntervalFor(PROFILES.lan.pushPullIntervalMs, f.nodes)
+    say(`  full membership sync (push-pull) every ${pp / 1000} s at ${f.nodes} nodes (30 s × (⌈log2 N − log2 32⌉ + 1) above 32 nodes, as memberlist)` +
       (f.nodes === 100 ? `, the issue's ${MEMBERLIST_PUSH_PULL_MS_100 / 1000} s; state anti-entropy runs every 2 s besides` : ''))
     if (f.healDigestMs.length > 0) say(`  partition: two halves for 25 virtual s, three writes on each side, then healed`)
     for (const n of f.notes) say(`  note: ${n}`)
@@ -554,9 +582,11 @@ async function runReal (cfg: Config, deadline: Deadline, cleanup: ReturnType<typ
   note('soak done; writes')
   const writes = await measureWrites(fleet, cfg, deadline)
   note(`writes done (p99 ${ms(summarize(writes.reachAllMs).p99)} ms); kills`)
-  const kills = await measureKills(fleet, cfg, deadline)
+  const kills = await measureFailures(fleet, cfg.kills, 'kill', deadline)
+  note('kills done; freezes')
+  const freezes = await measureFailures(fleet, cfg.freezes, 'freeze', deadline)
   say()
-  reportReal(cfg, idle, soak, writes, kills)
+  reportReal(cfg, idle, soak, writes, kills, freezes)
   // The daemons' memory is the simulator's to use now.
   await cleanup.run()
 }
