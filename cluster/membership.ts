@@ -321,7 +321,14 @@ export class Membership {
     const p: PendingAck = { acked: false, nacks: 0, onAck: undefined }
     this.pending.set(seq, p)
     const inc = target.incarnation
-    this.init.send(target.id, { type: MSG.PING, seq, target: target.id, updates: this.takeUpdates() })
+    const updates = this.takeUpdates()
+    if (target.status === 'suspect' && !updates.some(u => u.id === target.id)) {
+      // Lifeguard's buddy system: a suspect learns of its suspicion from the probe itself, and
+      // refutes at once instead of when gossip happens to reach it
+      updates.unshift({ status: 'suspect', id: target.id, incarnation: target.incarnation, name: target.name, addrs: target.addrs, from: this.localId })
+      if (updates.length > this.cfg.maxPiggybackUpdates) updates.pop()
+    }
+    this.init.send(target.id, { type: MSG.PING, seq, target: target.id, updates })
     let expectedNacks = 0
     this.after(this.scale(this.cfg.probeTimeoutMs), () => {
       if (p.acked) return
@@ -480,9 +487,12 @@ export class Membership {
       m = { id: u.id, name: u.name, addrs: u.addrs, incarnation: u.incarnation, status: 'dead', sinceMs: this.clock.now(), suspicion: undefined }
       this.members.set(u.id, m)
       this.probeOrder.splice(this.probeIndex + this.random.int(this.probeOrder.length - this.probeIndex + 1), 0, u.id)
-    } else {
-      if (u.incarnation < m.incarnation) return
-      if (u.incarnation === m.incarnation && (m.status === 'alive' || m.status === 'dead' || m.status === 'left')) return
+    } else if (u.incarnation <= m.incarnation) {
+      // Only a higher incarnation clears a suspicion or a death (memberlist's aliveNode): a
+      // refutation always bumps it. An alive at the same incarnation is old news that push-pull
+      // relays from members that have not heard of the suspicion yet; taking it would reset
+      // suspicions of a crashed member as fast as they are raised, and it would never die.
+      return
     }
     this.clearSuspicion(m)
     m.incarnation = u.incarnation

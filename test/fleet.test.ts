@@ -1,7 +1,7 @@
 // Real daemons form a fleet over libp2p, each in a network namespace of its own joined by a
 // bridge in another namespace this test makes (no traffic leaves them): membership, kv, a crash
-// and a rejoin, an outsider with another key, a partition that heals, and a service on one node
-// reached by name from a container on another.
+// and a rejoin, an outsider with another key, a partition that heals, a service on one node
+// reached by name from a container on another, and two nodes that find each other by mDNS.
 import t from 'tap'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -22,7 +22,7 @@ function removeNs (ns: string): void {
   for (const pid of pids) { try { process.kill(Number(pid), 'SIGKILL') } catch {} }
   run('ip', 'netns', 'del', ns)
 }
-for (let i = 1; i <= 6; i++) removeNs(`berth-fleet-${i}`)
+for (let i = 1; i <= 8; i++) removeNs(`berth-fleet-${i}`)
 removeNs(HUB)
 
 const skip = skipReason() ?? (run('ip', 'netns', 'add', HUB) ? undefined : 'cannot create network namespaces')
@@ -46,8 +46,9 @@ if (skip !== undefined) {
 
   const psk = join(base, 'fleet.psk')
   const other = join(base, 'other.psk')
+  const site = join(base, 'site.psk')
   // No assertions before the subtests: tap ends the root test after one when nothing is pending.
-  for (const f of [psk, other]) {
+  for (const f of [psk, other, site]) {
     const r = await runCli(['cluster', 'init', '--psk-file', f])
     if (r.code !== 0) throw new Error(`berth cluster init: ${r.stderr}`)
   }
@@ -69,9 +70,9 @@ if (skip !== undefined) {
     return node
   }
 
-  async function startNode (n: FleetNode, key = psk): Promise<void> {
+  async function startNode (n: FleetNode, key = psk, extra: string[] = n.i === 1 ? [] : ['--join', `${NET}.1:7946`]): Promise<void> {
     const args = [CLI, 'up', '--data-dir', n.dir, '--socket', n.socket, '--psk-file', key, '--node-name', `n${n.i}`,
-      '--listen', `${n.addr}:7946`, '--profile', 'local', ...(n.i === 1 ? [] : ['--join', `${NET}.1:7946`])]
+      '--listen', `${n.addr}:7946`, '--profile', 'local', ...extra]
     const proc = spawn('ip', ['netns', 'exec', n.ns, process.execPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
     proc.stderr?.on('data', (b: Buffer) => { n.log += b.toString() })
     n.proc = proc
@@ -189,5 +190,18 @@ if (skip !== undefined) {
     }
     const after = (await members(fleet[0])).find(m => m.name === 'n5')?.incarnation ?? 0
     t.ok(after > before, `it rejoined with a higher incarnation (${before} → ${after})`)
+  })
+
+  t.test('two daemons with --mdns and no --join find each other on their LAN', async t => {
+    // Their own key, so the fleet above (which runs no mDNS) stays apart. Like a LAN host, each
+    // namespace routes multicast out of its link (a host with a default route does).
+    const pair = [7, 8].map(makeNode)
+    for (const n of pair) inNs(n.ns, 'ip', 'route', 'add', '224.0.0.0/4', 'dev', `bf${n.i}`)
+    for (const n of pair) await startNode(n, site, ['--mdns'])
+    for (const n of pair) {
+      const ok = await until(async () => (await members(n)).filter(m => m.status === 'alive').length === 2, 60_000, 500)
+      t.ok(ok, `n${n.i} sees both alive`, { members: (await members(n)).map(m => `${m.name}:${m.status}`) })
+      t.notOk((await members(n)).some(m => m.name === 'n1'), `n${n.i} never meets the fleet with another key`)
+    }
   })
 }

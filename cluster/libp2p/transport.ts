@@ -198,7 +198,7 @@ class Libp2pTransport implements Transport {
         log('swim stream from %s: %o', from, err)
         stream.abort(err as Error)
       })
-    }, { maxInboundStreams: 4, maxOutboundStreams: 4 })
+    }, { maxInboundStreams: 8, maxOutboundStreams: 8 })
     await this.node.handle(AE_PROTOCOL, ({ stream, connection }) => {
       const from = connection.remotePeer.toString()
       ;(async () => {
