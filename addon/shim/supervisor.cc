@@ -52,7 +52,10 @@
 namespace berth {
 namespace {
 
-constexpr int kWorkers = 4;
+// Threads per listener, taking turns in SECCOMP_IOCTL_NOTIF_RECV (SupervisorImpl::serve). A
+// routed connect spends much of its time waiting (for the trapped task to install the fd, for
+// the loopback handshake), so several threads keep several connects in flight.
+constexpr int kThreadsPerListener = 4;
 constexpr size_t kPidCacheMax = 512;
 constexpr size_t kFdinfoCacheMax = 128;
 
@@ -72,6 +75,8 @@ long long mono_ms() {
 
 struct Listener {
   UniqueFd fd;
+  std::mutex recv_mu;  // the one thread in RECV holds it (serve)
+  bool gone = false;   // under recv_mu: every process using the filter has exited
 };
 using ListenerRef = std::shared_ptr<Listener>;
 
@@ -456,38 +461,43 @@ class SupervisorImpl {
     uint64_t seed = 0;
     (void)!::getrandom(&seed, sizeof seed, 0);
     rng_ = std::make_unique<Rng>(seed ^ static_cast<uint64_t>(::getpid()));
-    ep_.reset(::epoll_create1(EPOLL_CLOEXEC));
     events_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    if (!ep_.valid() || !events_.valid()) throw_errno("BERTH_ERR_SYSCALL", "epoll_create1/eventfd", "supervisor");
+    if (!events_.valid()) throw_errno("BERTH_ERR_SYSCALL", "eventfd", "supervisor");
     UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     host_netns_ = s.valid() ? netns_cookie(s.get()) : 0;
   }
 
   void start(pid_t pid, int pidfd, unsigned long long started_at_ms) {
-    if (started_) return;
-    started_ = true;
-    pid1_ = pid;
-    pid1_fd_ = pidfd;
-    started_at_ms_ = started_at_ms;
-    waiter_ = std::make_unique<Waiter>();
-    for (int i = 0; i < kWorkers; i++) std::thread([this] { worker(); }).detach();
+    std::vector<ListenerRef> early;
+    {
+      std::lock_guard<std::mutex> g(listeners_mu_);
+      if (started_) return;
+      pid1_ = pid;
+      pid1_fd_ = pidfd;
+      started_at_ms_ = started_at_ms;
+      waiter_ = std::make_unique<Waiter>();
+      started_ = true;
+      early.swap(early_);
+    }
+    for (auto& l : early) serve_listener(std::move(l));
   }
 
   void add_listener(UniqueFd fd) {
     auto l = std::make_shared<Listener>();
     l->fd = std::move(fd);
-    // Synchronous wake-ups (Linux 6.6+): an answer wakes the trapped task on the answering
-    // worker's CPU, which that worker is about to leave, instead of queueing it wherever the
-    // scheduler finds room; on a busy machine that wait was most of a routed connect's cost
-    // (bench/proxy.ts part 2, 1 client thread: 0.27x -> 0.42x of direct with this alone). Best
-    // effort: an older kernel says EINVAL/ENOTTY and wake-ups stay as they were.
+    // Synchronous wake-ups (Linux 6.6+): a trapped call wakes the receiving thread, and an answer
+    // the trapped task, on the waker's CPU, which the waker is about to leave, instead of wherever
+    // the scheduler finds room. Best effort: an older kernel says EINVAL/ENOTTY and wake-ups stay
+    // as they were.
     ::ioctl(l->fd.get(), SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP);
-    std::lock_guard<std::mutex> g(listeners_mu_);
-    epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLONESHOT;
-    ev.data.ptr = l.get();
-    if (::epoll_ctl(ep_.get(), EPOLL_CTL_ADD, l->fd.get(), &ev) < 0) return;
-    listeners_[l.get()] = l;
+    {
+      std::lock_guard<std::mutex> g(listeners_mu_);
+      if (!started_) {
+        early_.push_back(std::move(l));  // served from start()
+        return;
+      }
+    }
+    serve_listener(std::move(l));
   }
 
   unsigned long long set_rules(std::shared_ptr<const Rules> r) {
@@ -579,42 +589,41 @@ class SupervisorImpl {
     hits_delta_[id]++;
   }
 
-  // ---- the worker loop ----
+  // ---- receiving ----
 
-  void worker() {
+  void serve_listener(ListenerRef l) {
+    for (int i = 0; i < kThreadsPerListener; i++) std::thread([this, l] { serve(l); }).detach();
+  }
+
+  // A listener's threads take turns waiting in SECCOMP_IOCTL_NOTIF_RECV: the one holding recv_mu
+  // waits, and lets go as soon as it has a notification, so the next one waits while it answers.
+  // Blocking in RECV itself (not in epoll) keeps the trapped task's synchronous wake-up: epoll's
+  // own wake-up of its waiter is an ordinary one. Only one thread at a time, because the kernel
+  // wakes every thread waiting in RECV on a notification, and all of them on the trapped task's
+  // CPU. The threads end when every process using the filter has exited (RECV then fails with
+  // ENOENT at once, and the fd polls POLLHUP); the listener is closed with the last reference.
+  void serve(ListenerRef l) {
     // Sized by the kernel (SECCOMP_GET_NOTIF_SIZES): the structs may grow in later kernels.
     seccomp_notif_sizes sizes{};
     if (::syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes) < 0) sizes.seccomp_notif = sizeof(seccomp_notif);
     std::vector<unsigned char> buf(std::max<size_t>(sizes.seccomp_notif, sizeof(seccomp_notif)));
     auto* req = reinterpret_cast<seccomp_notif*>(buf.data());
     for (;;) {
-      epoll_event ev{};
-      int n = ::epoll_wait(ep_.get(), &ev, 1, -1);
-      if (n <= 0) continue;
-      ListenerRef l;
       {
-        std::lock_guard<std::mutex> g(listeners_mu_);
-        auto it = listeners_.find(ev.data.ptr);
-        if (it == listeners_.end()) continue;
-        l = it->second;
+        std::lock_guard<std::mutex> g(l->recv_mu);
+        if (l->gone) return;
+        std::memset(buf.data(), 0, buf.size());
+        if (::ioctl(l->fd.get(), SECCOMP_IOCTL_NOTIF_RECV, req) < 0) {
+          if (errno == EINTR) continue;
+          // ENOENT: the task went away between its wake-up and our receive, or nobody uses the
+          // filter any more (then POLLHUP). Anything else (EBADF...) would repeat: give up.
+          pollfd p{l->fd.get(), POLLIN, 0};
+          if (errno != ENOENT || (::poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR | POLLNVAL)))) l->gone = true;
+          continue;
+        }
       }
-      if (!(ev.events & EPOLLIN)) {
-        // EPOLLHUP: every process that used this filter has exited (an exec'd command's tree).
-        std::lock_guard<std::mutex> g(listeners_mu_);
-        ::epoll_ctl(ep_.get(), EPOLL_CTL_DEL, l->fd.get(), nullptr);
-        listeners_.erase(l.get());
-        continue;
-      }
-      std::memset(buf.data(), 0, buf.size());
-      int rc = ::ioctl(l->fd.get(), SECCOMP_IOCTL_NOTIF_RECV, req);
-      // Re-arm at once: the next notification can go to another worker while we answer this.
-      epoll_event re{};
-      re.events = EPOLLIN | EPOLLONESHOT;
-      re.data.ptr = l.get();
-      ::epoll_ctl(ep_.get(), EPOLL_CTL_MOD, l->fd.get(), &re);
-      if (rc < 0) continue;  // ENOENT: the task went away between poll and receive
       Notif nt;
-      nt.l = std::move(l);
+      nt.l = l;
       nt.id = req->id;
       nt.pid = static_cast<pid_t>(req->pid);
       nt.nr = req->data.nr;
@@ -1267,7 +1276,7 @@ class SupervisorImpl {
   std::atomic<std::shared_ptr<const Rules>> rules_;
   std::mutex rules_mu_;                 // serialises set_rules' check-and-swap
   std::unique_ptr<Rng> rng_;
-  UniqueFd ep_, events_;
+  UniqueFd events_;
   uint64_t host_netns_ = 0;
   bool started_ = false;
   pid_t pid1_ = 0;
@@ -1279,7 +1288,7 @@ class SupervisorImpl {
   std::atomic<bool> pending_{false};
 
   std::mutex listeners_mu_;
-  std::unordered_map<void*, ListenerRef> listeners_;
+  std::vector<ListenerRef> early_;  // added before start()
   std::mutex pid_mu_;
   std::unordered_map<pid_t, UniqueFd> pidfds_;
   std::unordered_map<uint64_t, UniqueFd> fdinfo_;  // (tid << 32 | fd) -> /proc/TID/fdinfo/FD (cloexec_of)
