@@ -191,6 +191,32 @@ if (skip !== undefined) {
     t.equal(un.stdout.trim(), '2.6.32-legacy')
   })
 
+  t.test('berth calls shows what the proxy namespace did with each workload\'s calls', async t => {
+    const r = await d.cli(['run', '--name', 'caller', 'host', 'sh', '-c',
+      `python3 -c '${PY_CONNECT('web', 8000)}' && mknod /tmp/null c 1 3 && (mknod /tmp/disk b 8 0 2>/dev/null || true)`])
+    t.equal(r.code, 0, r.stderr)
+    type Call = { workload: string, call: string, action: string, target: string, count: number }
+    let calls: Call[] = []
+    const want = (c: Call): boolean => c.workload === 'caller'
+    const seen = await until(async () => {
+      calls = JSON.parse(await d.ok(['calls', 'caller', '--json'])) as Call[]
+      return calls.some(c => c.call === 'connect' && c.action === 'routed') && calls.some(c => c.call === 'mknod' && c.action === 'denied')
+    }, 10_000)
+    t.ok(seen, 'the routed connect and the refused mknod are counted', { calls })
+    t.ok(calls.every(want), 'only the named workload')
+    t.ok(calls.some(c => c.call === 'connect' && c.action === 'routed' && /:8000$/.test(c.target) && c.count >= 1), 'connect routed to the service port')
+    t.ok(calls.some(c => c.call === 'mknod' && c.action === 'emulated'), 'mknod of null emulated')
+    const all = JSON.parse(await d.ok(['calls', '--json'])) as Call[]
+    t.ok(all.some(c => c.workload === 'web' && c.call === 'bind' && c.action === 'bound'), 'the service\'s bind of its port, in the list of all')
+    const text = await d.ok(['calls', 'caller'])
+    t.match(text, /^WORKLOAD\s+CALL\s+ACTION\s+TARGET\s+COUNT\s+LAST/)
+    const none = await d.cli(['calls', 'nosuch'])
+    t.equal(none.code, 125)
+    t.match(none.stderr, /BERTH_ERR_CONTAINER_NOT_FOUND.*hint: /)
+    await d.ok(['rm', 'caller'])
+    t.same(JSON.parse(await d.ok(['calls', '--json'])).filter(want), [], 'forgotten with the container')
+  })
+
   t.test('--mount places a virtual copy of a host directory', async t => {
     const r = await d.cli(['run', '--rm', '--mount', '/usr/share/zoneinfo:/opt/legacy/zoneinfo:ro', 'bb', 'sh', '-c',
       'test -e /opt/legacy/zoneinfo/UTC && echo present; touch /opt/legacy/zoneinfo/x 2>/dev/null || echo read-only'])

@@ -162,6 +162,7 @@ export class ApiServer {
     })
     this.route('GET', '/v1/ports', async (_q, res) => sendJson(res, 200, this.components.proxy.listPorts()))
     this.route('GET', '/v1/chaos', async (_q, res) => sendJson(res, 200, this.components.proxy.listChaos()))
+    this.route('GET', '/v1/calls', async (_q, res, _p, query) => sendJson(res, 200, this.components.proxy.listCalls(query.get('workload') ?? undefined)))
     this.route('POST', '/v1/chaos', async (req, res) => {
       const b = await readJson(req)
       for (const k of ['workload', 'call', 'target', 'errno', 'delay', 'for']) {

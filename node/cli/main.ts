@@ -11,10 +11,10 @@ import type { Command, Result } from './command.ts'
 import { exec, inspect, kill, logs, ps, rm, run, stop } from './commands/containers.ts'
 import { imageImport, imageLs, imageRm } from './commands/images.ts'
 import { up } from './commands/up.ts'
-import { chaosAdd, chaosLs, chaosRm, portLs } from './commands/proxy.ts'
+import { calls, chaosAdd, chaosLs, chaosRm, portLs } from './commands/proxy.ts'
 import { clusterInit, kvGet, kvLs, kvRm, kvSet, nodes } from './commands/fleet.ts'
 
-const COMMANDS: Command[] = [up, run, ps, logs, inspect, stop, kill, rm, exec, imageImport, imageLs, imageRm, portLs, chaosAdd, chaosLs, chaosRm, clusterInit, nodes, kvSet, kvGet, kvLs, kvRm]
+const COMMANDS: Command[] = [up, run, ps, logs, inspect, stop, kill, rm, exec, imageImport, imageLs, imageRm, portLs, calls, chaosAdd, chaosLs, chaosRm, clusterInit, nodes, kvSet, kvGet, kvLs, kvRm]
 
 const GLOBAL: OptionSpec[] = [
   { name: 'socket', value: 'PATH', help: 'daemon socket (default $BERTH_SOCKET, else /run/berth/berth.sock)' },

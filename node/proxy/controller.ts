@@ -49,6 +49,12 @@ interface Pushed { rules: string, hosts: string }
 
 export interface PortView { workload: string, name: string, port: number, proto: string, hostAddress: string, hostPort: number, published: boolean, bound: boolean }
 export interface ChaosView extends ChaosRule { hits: number, expired: boolean }
+/**
+ * What the supervisor did with one kind of trapped call of one workload: `action` is routed,
+ * bound, denied, faulted or emulated; `target` the address:port it acted on ('' for calls
+ * without one: sysinfo, mknod, mount, uname, open).
+ */
+export interface CallView { workload: string, call: string, action: string, target: string, count: number, lastAt: number }
 
 export class ProxyController implements ProxyHooks {
   private readonly runtime: Runtime
@@ -57,6 +63,8 @@ export class ProxyController implements ProxyHooks {
   private readonly chaos = new Map<string, ChaosRule>()
   /** Cumulative hits per rule, per container (each shim counts its own). */
   private readonly hits = new Map<string, Map<string, number>>()
+  /** Trapped calls per container since this daemon started, by call/action/target (the shims' `calls` events). */
+  private readonly calls = new Map<string, Map<string, CallView>>()
   private readonly ports: HostPortAllocator
   private readonly nodeId: string
   private readonly hostAddress: () => string
@@ -85,6 +93,7 @@ export class ProxyController implements ProxyHooks {
     })
     this.runtime.on('container:removed', rec => {
       this.hits.delete(rec.id)
+      this.calls.delete(rec.id)
       this.pushed.delete(rec.id)
       this.endpoints.removeWorkload(rec.name, this.nodeId).catch(err => log.error(err))
       this.refresh()
@@ -161,14 +170,46 @@ export class ProxyController implements ProxyHooks {
       }).catch(err => log.error(err))
     } else if (ev.event === 'totals' && typeof ev.chaosHits === 'object' && ev.chaosHits !== null) {
       this.setHitTotals(rec, ev.chaosHits as Record<string, number>)
-    } else if (ev.event === 'calls' && typeof ev.chaosHits === 'object' && ev.chaosHits !== null) {
-      // Events carry what happened since the previous one; the shim's `state` has the totals.
-      const mine = this.hits.get(rec.id) ?? new Map<string, number>()
-      for (const [id, n] of Object.entries(ev.chaosHits as Record<string, number>)) {
-        if (typeof n === 'number') mine.set(id, (mine.get(id) ?? 0) + n)
+    } else if (ev.event === 'calls') {
+      // Events carry what happened since the previous one; the shim's `state` has the hit totals.
+      if (typeof ev.chaosHits === 'object' && ev.chaosHits !== null) {
+        const mine = this.hits.get(rec.id) ?? new Map<string, number>()
+        for (const [id, n] of Object.entries(ev.chaosHits as Record<string, number>)) {
+          if (typeof n === 'number') mine.set(id, (mine.get(id) ?? 0) + n)
+        }
+        this.hits.set(rec.id, mine)
       }
-      this.hits.set(rec.id, mine)
+      if (Array.isArray(ev.counts)) this.countCalls(rec, ev.counts)
     }
+  }
+
+  private countCalls (rec: ContainerRecord, counts: unknown[]): void {
+    const mine = this.calls.get(rec.id) ?? new Map<string, CallView>()
+    const now = Date.now()
+    for (const c of counts) {
+      if (typeof c !== 'object' || c === null) continue
+      const { call, action, target, n } = c as Record<string, unknown>
+      if (typeof call !== 'string' || typeof action !== 'string' || typeof n !== 'number') continue
+      const t = typeof target === 'string' ? target : ''
+      const key = `${call}\0${action}\0${t}`
+      const v = mine.get(key)
+      if (v === undefined) mine.set(key, { workload: rec.name, call, action, target: t, count: n, lastAt: now })
+      else { v.count += n; v.lastAt = now }
+    }
+    this.calls.set(rec.id, mine)
+  }
+
+  /**
+   * What the proxy namespace did with the trapped calls of every workload on this node (or of
+   * WORKLOAD, by name or id), counted since this daemon started; sorted by workload, call,
+   * action, target.
+   */
+  listCalls (workload?: string): CallView[] {
+    const ids = workload === undefined ? [...this.calls.keys()] : [this.runtime.get(workload).id]
+    const out: CallView[] = []
+    for (const id of ids) for (const v of this.calls.get(id)?.values() ?? []) out.push({ ...v })
+    const cmp = (a: string, b: string): number => a < b ? -1 : a > b ? 1 : 0
+    return out.sort((a, b) => cmp(a.workload, b.workload) || cmp(a.call, b.call) || cmp(a.action, b.action) || cmp(a.target, b.target))
   }
 
   /** After (re-)adoption: the shim's running totals replace what this process counted. */

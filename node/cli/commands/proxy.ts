@@ -1,4 +1,4 @@
-// berth port ls | chaos add | chaos ls | chaos rm
+// berth port ls | calls | chaos add | chaos ls | chaos rm
 import { UsageError } from '../../errors.ts'
 import { parseChaosRule } from '../../proxy/chaos.ts'
 import type { Command } from '../command.ts'
@@ -16,6 +16,24 @@ export const portLs: Command = {
       text: table(['WORKLOAD', 'NAME', 'PORT', 'HOST ADDRESS', 'HOST PORT', 'STATE'], list.map(p => [
         p.workload, p.name, `${p.port as number}${p.proto === 'any' ? '' : `/${p.proto as string}`}`, p.hostAddress, String(p.hostPort),
         p.bound === true ? 'bound' : 'declared'
+      ]))
+    }
+  }
+}
+
+export const calls: Command = {
+  name: 'calls',
+  usage: 'berth calls [WORKLOAD] [--json]',
+  summary: "Show what the proxy namespace did with workloads' trapped calls (routed, bound, denied, faulted, emulated)",
+  options: [{ name: 'json', help: 'print JSON (fields workload, call, action, target, count, lastAt)' }],
+  async handler (ctx) {
+    if (ctx.args.length > 1) throw new UsageError('BERTH_ERR_USAGE', 'berth calls takes at most one WORKLOAD', 'berth calls --help')
+    const query = ctx.args.length === 1 ? `?workload=${encodeURIComponent(ctx.args[0])}` : ''
+    const list: any[] = await ctx.client.json('GET', `/v1/calls${query}`)
+    return {
+      data: list,
+      text: table(['WORKLOAD', 'CALL', 'ACTION', 'TARGET', 'COUNT', 'LAST'], list.map(c => [
+        c.workload, c.call, c.action, c.target === '' ? '-' : c.target, String(c.count), ago(c.lastAt)
       ]))
     }
   }
