@@ -454,7 +454,7 @@ print(s.totalram, s.freeram, s.procs, s.uptime, s.mem_unit)`)
     t.ok(uptime < 60, `sysinfo: uptime is the container's (${uptime} s)`)
     t.equal(unit, 1)
     const u = await exec(box, ['uname', '-r'])
-    t.equal(u.stdout.trim(), '4.19.0-berth')
+    t.equal(u.stdout.trim(), '4.19.0-berth', `uname -r of an exec'd process (exit ${String(u.status)}${u.stderr === '' ? '' : `, stderr: ${u.stderr.trim()}`})`)
     t.equal((await exec(box, ["uname", "-n"])).stdout.trim(), `px${seq}`)
 
     const m = await py(box, `import os, stat, errno
