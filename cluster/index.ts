@@ -5,7 +5,7 @@
 export { createClusterNode, defaultCapacity } from './node.ts'
 export { createLocalTransport } from './local-transport.ts'
 export type {
-  Capacity, ClusterNode, ClusterNodeEvents, ClusterNodeInit, ClusterStats, DropCounters, KvApi, MemberInfo,
+  Capacity, ClusterNode, ClusterNodeEvents, ClusterNodeInit, ClusterStats, DropCounters, KvApi, KvChange, MemberInfo,
   MemberRecord, StateApi
 } from './node.ts'
 export type { Member, MemberEventName } from './membership.ts'

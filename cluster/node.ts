@@ -18,6 +18,7 @@ import type { ClusterStore, StateCounters, StateEntry, WatchEvent } from './stat
 import { decode, encode, MSG, MSG_NAMES, WireError } from './wire.ts'
 import type { DropReason, MemberStatus, Message, WireEntry } from './wire.ts'
 import type { Clock, PeerId, Random, Transport } from './types.ts'
+import type { HlcVersion } from './hlc.ts'
 
 const log = debuglog('berth:cluster:node')
 
@@ -85,7 +86,12 @@ export interface KvApi {
   get: (key: string) => unknown
   list: (prefix?: string) => Array<{ key: string; value: unknown }>
   delete: (key: string) => Promise<void>
+  /** calls `cb` for every change under `prefix` from now on (local writes and remote ones alike); returns the unsubscribe */
+  watch: (prefix: string, cb: (e: KvChange) => void) => () => void
 }
+
+/** One change of a kv key: its new value, or deleted; who wrote it and at what HLC version. */
+export interface KvChange { key: string; value: unknown; deleted: boolean; writer: PeerId; version: HlcVersion }
 
 export interface StateApi {
   /** writes `kind/id` as this node (checked against the writer table) */
@@ -188,7 +194,12 @@ class Node implements ClusterNode {
       set: async (key, value) => { await this.write(kvKey(key), value) },
       get: (key) => this.st?.get(kvKey(key))?.value,
       list: (prefix = '') => (this.st?.list(`kv/${prefix}`) ?? []).map(e => ({ key: e.key.slice(3), value: e.value })),
-      delete: async (key) => { await this.write(kvKey(key), undefined) }
+      delete: async (key) => { await this.write(kvKey(key), undefined) },
+      watch: (prefix, cb) => {
+        const st = this.st
+        if (st === undefined) throw new ClusterNotStartedError('kv.watch')
+        return st.watch(`kv/${prefix}`, e => { cb({ key: e.key.slice(3), value: e.value, deleted: e.deleted, writer: e.writer, version: e.version }) })
+      }
     }
     this.state = {
       put: async (kind, id, record) => {

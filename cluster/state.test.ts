@@ -214,6 +214,17 @@ t.test('a node drops bad datagrams, broadcasts and requests, counts them, and ke
   await nodes[0]!.state.delete('endpoint', 'web/80')
   await net.run(500)
   t.same(seen, ['endpoint/web/80:true'])
+  const changes: string[] = []
+  const off = nodes[1]!.kv.watch('cfg/', e => { changes.push(`${e.key}=${String(e.value)}:${e.deleted}:${e.writer}`) })
+  await nodes[0]!.kv.set('cfg/a', 'one')
+  await nodes[0]!.kv.set('other', 'not watched')
+  await nodes[1]!.kv.delete('still')
+  await net.run(500)
+  await nodes[1]!.kv.delete('cfg/a')
+  off()
+  await nodes[0]!.kv.set('cfg/b', 'after unsubscribing')
+  await net.run(500)
+  t.same(changes, ['cfg/a=one:false:a', 'cfg/a=undefined:true:b'], 'kv.watch: remote and local changes under the prefix, until unsubscribed')
   for (const n of nodes) { await n.stop(); await n.stop() }
 })
 

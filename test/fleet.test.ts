@@ -117,6 +117,36 @@ if (skip !== undefined) {
     t.match(missing.stderr, /BERTH_ERR_KEY_NOT_FOUND/)
   })
 
+  t.test('berth kv watch on one node prints the changes made on another', async t => {
+    const watcher = spawn(process.execPath, [CLI, '--socket', fleet[1].socket, 'kv', 'watch', 'cfg/', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    let err = ''
+    watcher.stdout.on('data', (b: Buffer) => { out += b.toString() })
+    watcher.stderr.on('data', (b: Buffer) => { err += b.toString() })
+    const lines = (): Array<Record<string, unknown>> => out.split('\n').filter(Boolean).map(l => JSON.parse(l))
+    try {
+      // The watch is registered once the command has connected: write until a change shows up.
+      let n = 0
+      const seen = await until(async () => {
+        await cli(fleet[0], ['kv', 'set', 'cfg/level', `v${++n}`])
+        return lines().some(e => e.key === 'cfg/level')
+      }, 20_000, 500)
+      t.ok(seen, 'a set on n1 reaches the watch on n2', { out, err })
+      const first = lines().find(e => e.key === 'cfg/level')
+      t.match(first, { key: 'cfg/level', deleted: false, writer: String }, 'key, value, writer')
+      t.match(String(first?.value), /^v\d+$/)
+      await cli(fleet[2], ['kv', 'set', 'other/x', '1'])
+      await cli(fleet[2], ['kv', 'rm', 'cfg/level'])
+      t.ok(await until(async () => lines().some(e => e.key === 'cfg/level' && e.deleted === true), 15_000, 200), 'a delete on n3 shows as deleted')
+      t.notOk(lines().some(e => e.key === 'other/x'), 'keys outside the prefix are not shown')
+    } finally {
+      watcher.kill('SIGINT')
+    }
+    const bad = await cli(fleet[0], ['kv', 'watch', 'a', 'b'])
+    t.equal(bad.code, 2)
+    t.match(bad.stderr, /BERTH_ERR_USAGE.*hint: /)
+  })
+
   t.test('a daemon with another key never appears', async t => {
     const outsider = makeNode(6)
     await startNode(outsider, other)

@@ -34,6 +34,8 @@ export class ApiServer {
   private readonly socketPath: string
   private server?: Server
   private readonly routes: Array<{ method: string, re: RegExp, handler: Handler }> = []
+  /** open `GET /v1/kv?watch=1` streams, ended on stop */
+  private readonly watches = new Set<ServerResponse>()
 
   constructor (components: ApiComponents, init: ApiInit) {
     this.components = components
@@ -142,8 +144,23 @@ export class ApiServer {
         }))
       })
     })
-    this.route('GET', '/v1/kv', async (_q, res, _p, query) =>
-      sendJson(res, 200, this.components.cluster.kv.list(query.get('prefix') ?? '')))
+    this.route('GET', '/v1/kv', async (req, res, _p, query) => {
+      const prefix = query.get('prefix') ?? ''
+      if (!flag(query, 'watch')) return sendJson(res, 200, this.components.cluster.kv.list(prefix))
+      // Every change under the prefix from now on, a JSON line each, until the client goes away
+      // (or the daemon stops: the stream then ends).
+      const ac = abortOnClose(req, res)
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' })
+      res.write(JSON.stringify({ watching: prefix }) + '\n')
+      const off = this.components.cluster.kv.watch(prefix, e => {
+        res.write(JSON.stringify({ key: e.key, value: e.deleted ? undefined : e.value, deleted: e.deleted, writer: e.writer, version: e.version }) + '\n')
+      })
+      this.watches.add(res)
+      await new Promise(resolve => { ac.signal.addEventListener('abort', resolve, { once: true }); res.once('close', resolve) })
+      this.watches.delete(res)
+      off()
+      res.end()
+    })
     this.route('GET', '/v1/kv/(.+)', async (_q, res, [key]) => {
       const value = this.components.cluster.kv.get(key)
       if (value === undefined) throw new NotFoundError('BERTH_ERR_KEY_NOT_FOUND', `no key "${key}"`, 'berth kv ls lists the keys')
@@ -231,6 +248,9 @@ export class ApiServer {
     const server = this.server
     if (server === undefined) return
     this.server = undefined
+    // open watches end cleanly (their clients see the stream end, not a reset)
+    for (const res of this.watches) res.end()
+    await new Promise(resolve => setImmediate(resolve))
     server.closeAllConnections()
     await new Promise<void>(resolve => server.close(() => resolve()))
     await rm(this.socketPath, { force: true })

@@ -12,9 +12,9 @@ import { exec, inspect, kill, logs, ps, rm, run, stop } from './commands/contain
 import { imageImport, imageLs, imageRm } from './commands/images.ts'
 import { up } from './commands/up.ts'
 import { calls, chaosAdd, chaosLs, chaosRm, portLs } from './commands/proxy.ts'
-import { clusterInit, kvGet, kvLs, kvRm, kvSet, nodes } from './commands/fleet.ts'
+import { clusterInit, kvGet, kvLs, kvRm, kvSet, kvWatch, nodes } from './commands/fleet.ts'
 
-const COMMANDS: Command[] = [up, run, ps, logs, inspect, stop, kill, rm, exec, imageImport, imageLs, imageRm, portLs, calls, chaosAdd, chaosLs, chaosRm, clusterInit, nodes, kvSet, kvGet, kvLs, kvRm]
+const COMMANDS: Command[] = [up, run, ps, logs, inspect, stop, kill, rm, exec, imageImport, imageLs, imageRm, portLs, calls, chaosAdd, chaosLs, chaosRm, clusterInit, nodes, kvSet, kvGet, kvLs, kvWatch, kvRm]
 
 const GLOBAL: OptionSpec[] = [
   { name: 'socket', value: 'PATH', help: 'daemon socket (default $BERTH_SOCKET, else /run/berth/berth.sock)' },

@@ -1,6 +1,6 @@
-// berth cluster init | nodes | kv set|get|ls|rm
+// berth cluster init | nodes | kv set|get|ls|watch|rm
 import { resolve } from 'node:path'
-import { UsageError } from '../../errors.ts'
+import { berthError, UsageError } from '../../errors.ts'
 import { formatSize } from '../../units.ts'
 import type { Command } from '../command.ts'
 import { table } from '../render.ts'
@@ -90,6 +90,29 @@ export const kvLs: Command = {
     if (ctx.args.length > 1) throw new UsageError('BERTH_ERR_USAGE', 'expected kv ls [PREFIX]', 'berth kv ls [PREFIX]')
     const list: any[] = await ctx.client.json('GET', `/v1/kv?prefix=${encodeURIComponent(ctx.args[0] ?? '')}`)
     return { data: list, text: table(['KEY', 'VALUE'], list.map(e => [e.key, String(e.value)])) }
+  }
+}
+
+export const kvWatch: Command = {
+  name: 'kv watch',
+  usage: 'berth kv watch [PREFIX] [--json]',
+  summary: 'Print every change of the keys under PREFIX, from any node, as it arrives (until interrupted)',
+  options: [{ name: 'json', help: 'a JSON line per change (key, value, deleted, writer, version)' }],
+  async handler (ctx) {
+    if (ctx.args.length > 1) throw new UsageError('BERTH_ERR_USAGE', 'expected kv watch [PREFIX]', 'berth kv watch [PREFIX]')
+    const json = ctx.opts.json === true
+    const changes = ctx.client.lines('GET', `/v1/kv?watch=1&prefix=${encodeURIComponent(ctx.args[0] ?? '')}`)
+    let started = false
+    try {
+      for await (const e of changes) {
+        if (e.watching !== undefined) { started = true; continue }
+        process.stdout.write(json ? JSON.stringify(e) + '\n' : e.deleted === true ? `rm ${e.key as string}\n` : `set ${e.key as string} ${String(e.value)}\n`)
+      }
+    } catch (err) {
+      // before the watch began: the daemon's own error (not reachable, …); after: the stream broke
+      if (!started) throw err
+    }
+    throw berthError('BERTH_ERR_WATCH_ENDED', 'the daemon ended the watch (it stopped or restarted)', 'run berth kv watch again once it is up', 125)
   }
 }
 
