@@ -10,8 +10,8 @@
 //             packets per node per second (the hub-side veth counters)
 //   soak      BENCH_SOAK_S in all (the idle window included), no loss: suspicions raised and
 //             refutations (counters) and any node seen as not alive (a poll every 5 s)
-//   writes    BENCH_WRITES × PUT /v1/kv/KEY on one node (rotating), while every node's
-//             GET /v1/kv/KEY is polled concurrently over its Unix socket: time to the last node
+//   writes    BENCH_WRITES × PUT /v1/kv/KEY on one node (rotating), while every node streams
+//             GET /v1/kv?watch=1 (berth kv watch): time until the change arrived on the last node
 //   kills     BENCH_KILLS × kill -9 of one node (rotating, never node 1), while every other node's
 //             GET /v1/nodes is polled every 100 ms: time to the first and the last "dead"; then the
 //             node restarts on its data dir and the time until all see it alive again
@@ -31,6 +31,7 @@
 // (1000; 0 skips it), BENCH_SIM_LARGE_BUDGET_S (300: wall seconds the large fleet may take),
 // BENCH_SIM_SOAK_S (600), BENCH_TIMEOUT_S (900).
 import { mkdtemp, rm } from 'node:fs/promises'
+import http from 'node:http'
 import os from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -65,7 +66,6 @@ const IDLE_S = 30
 const SETTLE_MS = 10_000
 const FORM_LIMIT_MS = 120_000
 const WRITE_LIMIT_MS = 10_000
-const WRITE_POLL_MS = 5
 const KILL_LIMIT_MS = 60_000
 const KILL_POLL_MS = 100
 const REJOIN_LIMIT_MS = 60_000
@@ -308,54 +308,90 @@ interface WriteFigures {
   reachEachMs: number[]
   putMs: number[]
   unfinished: number
-  /** mean time between two polls of one node (the resolution of the figures above) */
-  pollPeriodMs: number
+}
+
+/**
+ * A node's `GET /v1/kv?watch=1` stream (`berth kv watch`): when each key last changed to which
+ * value, timed as its line arrives. `ready` resolves once the daemon has registered the watch.
+ */
+interface KvWatch {
+  ready: Promise<void>
+  /** resolves with the arrival time (performance.now()) of KEY=VALUE, or undefined after limitMs */
+  seen: (key: string, value: string, limitMs: number) => Promise<number | undefined>
+  close: () => void
+}
+
+function watchKv (socketPath: string, prefix: string): KvWatch {
+  const arrived = new Map<string, { value: unknown, at: number }>()
+  const waiters = new Set<() => void>()
+  const ac = new AbortController()
+  let readyResolve: () => void = () => {}
+  let readyReject: (err: Error) => void = () => {}
+  const ready = new Promise<void>((resolve, reject) => { readyResolve = resolve; readyReject = reject })
+  const req = http.request({ socketPath, method: 'GET', path: `/v1/kv?watch=1&prefix=${encodeURIComponent(prefix)}`, agent: false, signal: ac.signal }, res => {
+    let buf = ''
+    res.setEncoding('utf8')
+    res.on('data', (chunk: string) => {
+      const at = performance.now()
+      buf += chunk
+      let nl: number
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const e = JSON.parse(buf.slice(0, nl)) as { watching?: string, key?: string, value?: unknown }
+        buf = buf.slice(nl + 1)
+        if (e.watching !== undefined) readyResolve()
+        else if (e.key !== undefined) arrived.set(e.key, { value: e.value, at })
+      }
+      for (const w of waiters) w()
+    })
+    res.on('error', () => {})
+  })
+  req.on('error', err => { readyReject(err) })
+  req.end()
+  return {
+    ready,
+    async seen (key, value, limitMs) {
+      const hit = (): number | undefined => { const a = arrived.get(key); return a !== undefined && a.value === value ? a.at : undefined }
+      if (hit() !== undefined) return hit()
+      return await new Promise(resolve => {
+        const check = (): void => { const at = hit(); if (at !== undefined) { done(); resolve(at) } }
+        const timer = setTimeout(() => { done(); resolve(undefined) }, limitMs)
+        const done = (): void => { clearTimeout(timer); waiters.delete(check) }
+        waiters.add(check)
+      })
+    },
+    close () { ac.abort() }
+  }
 }
 
 async function measureWrites (fleet: RealFleet, cfg: Config, deadline: Deadline): Promise<WriteFigures> {
   const nodes = fleet.nodes
-  const f: WriteFigures = { reachAllMs: [], reachEachMs: [], putMs: [], unfinished: 0, pollPeriodMs: Number.NaN }
-  let polls = 0
-  let pollTimeMs = 0
-  for (let i = 0; i < cfg.writes; i++) {
-    deadline.check(`write ${i + 1}/${cfg.writes}`)
-    const writer = nodes[i % nodes.length] as RealNode
-    const key = `bench-w${process.pid}-${i}`
-    const value = `v${i}`
-    const path = `/v1/kv/${encodeURIComponent(key)}`
-    let t0 = Number.POSITIVE_INFINITY
-    let stop = false
-    const watch = async (n: RealNode): Promise<number | undefined> => {
-      const w0 = performance.now()
-      try {
-        while (!stop && performance.now() - w0 < WRITE_LIMIT_MS) {
-          const r = await api(n).raw('GET', path, { timeoutMs: 2000 }).catch(() => undefined)
-          polls++
-          if (r?.status === 200 && (JSON.parse(r.body) as { value?: unknown }).value === value) return performance.now()
-          await sleep(WRITE_POLL_MS)
-        }
-        return undefined
-      } finally {
-        pollTimeMs += performance.now() - w0
+  const f: WriteFigures = { reachAllMs: [], reachEachMs: [], putMs: [], unfinished: 0 }
+  const prefix = `bench-w${process.pid}-`
+  const watches = nodes.map(n => watchKv(n.socket, prefix))
+  try {
+    await Promise.all(watches.map(w => w.ready))
+    for (let i = 0; i < cfg.writes; i++) {
+      deadline.check(`write ${i + 1}/${cfg.writes}`)
+      const writer = nodes[i % nodes.length] as RealNode
+      const key = `${prefix}${i}`
+      const value = `v${i}`
+      const seen = watches.map(w => w.seen(key, value, WRITE_LIMIT_MS))
+      const t0 = performance.now()
+      await api(writer).json('PUT', `/v1/kv/${encodeURIComponent(key)}`, { body: { value }, timeoutMs: 5000 })
+      f.putMs.push(performance.now() - t0)
+      const at = await Promise.all(seen)
+      if (at.some(s => s === undefined)) {
+        f.unfinished++
+      } else {
+        const each = (at as number[]).map(s => Math.max(0, s - t0))
+        f.reachAllMs.push(Math.max(...each))
+        f.reachEachMs.push(...each)
       }
+      await sleep(200)
     }
-    const watchers = nodes.map(watch)
-    await sleep(20)
-    t0 = performance.now()
-    await api(writer).json('PUT', path, { body: { value }, timeoutMs: 5000 })
-    f.putMs.push(performance.now() - t0)
-    const seen = await Promise.all(watchers)
-    stop = true
-    if (seen.some(s => s === undefined)) {
-      f.unfinished++
-    } else {
-      const each = (seen as number[]).map(s => Math.max(0, s - t0))
-      f.reachAllMs.push(Math.max(...each))
-      f.reachEachMs.push(...each)
-    }
-    await sleep(200)
+  } finally {
+    for (const w of watches) w.close()
   }
-  f.pollPeriodMs = polls === 0 ? Number.NaN : pollTimeMs / polls
   return f
 }
 
@@ -466,7 +502,7 @@ function reportReal (cfg: Config, idle: IdleFigures, soak: SoakReal, writes: Wri
     latencyRow('SIGSTOP → every node: dead', summarize(freezes.deadAllMs), fmtS, { limit: TARGET_DEAD_P99_MS, text: 'p99 ≤ 5 s' }, { ms: refMs, text: refText }, freezes.unfinished),
     latencyRow('SIGCONT → alive on every node', summarize(freezes.rejoinAllMs), fmtS)
   ], 'lrrrrrlll'))
-  say(`  write times are in ms, from just before the PUT to the poll that saw the value; each node polled GET /v1/kv/KEY every ${ms(writes.pollPeriodMs)} ms on average (the resolution)`)
+  say('  write times are in ms, from just before the PUT to the arrival of the change on each node\'s GET /v1/kv?watch=1 stream (berth kv watch)')
   say(`  kill times: polls of GET /v1/nodes every ${KILL_POLL_MS} ms on each survivor; restart: from the spawn on the same data dir until all see it alive with a higher incarnation`)
   say('  kill -9: the host\'s kernel closes the dead daemon\'s connections at once, and each survivor probes it out of turn on that hint;')
   say('  SIGSTOP: a hung daemon (or a host gone silent) keeps its connections open, so only the regular round-robin probes find it')
