@@ -41,49 +41,19 @@ struct ChildFailed {
 // ---- the sync socket: parent -> child "go" with the mount trees, child -> parent errors ----
 
 void send_go(int sock, const std::vector<int>& fds) {
-  char byte = 'g';
-  iovec iov{&byte, 1};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  std::vector<char> ctrl(CMSG_SPACE(sizeof(int) * fds.size()));
-  if (!fds.empty()) {
-    msg.msg_control = ctrl.data();
-    msg.msg_controllen = ctrl.size();
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  }
-  if (::sendmsg(sock, &msg, MSG_NOSIGNAL) < 0) throw_errno("BERTH_ERR_SYSCALL", "sendmsg", "sync socket");
+  if (send_with_fds(sock, "g", 1, fds.data(), fds.size()) < 0) throw_errno("BERTH_ERR_SYSCALL", "sendmsg", "sync socket");
 }
 
 std::vector<UniqueFd> recv_go(int sock, size_t nfds) {
   char byte = 0;
-  iovec iov{&byte, 1};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  std::vector<char> ctrl(CMSG_SPACE(sizeof(int) * (nfds ? nfds : 1)));
-  msg.msg_control = ctrl.data();
-  msg.msg_controllen = ctrl.size();
+  std::vector<UniqueFd> out;
+  bool truncated = false;
   ssize_t n;
-  do n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  do n = recv_with_fds(sock, &byte, 1, nfds, &out, 0, &truncated);
   while (n < 0 && errno == EINTR);
   if (n < 0) throw_errno("BERTH_ERR_SYSCALL", "recvmsg", "sync socket");
   if (n == 0) throw_error("BERTH_ERR_SYSCALL", "the shim went away during container set-up");
-  std::vector<UniqueFd> out;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < k; i++) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      out.emplace_back(fd);
-    }
-  }
-  if (out.size() != nfds || (msg.msg_flags & MSG_CTRUNC)) throw_error("BERTH_ERR_SYSCALL", "sync socket: wrong number of mount fds");
+  if (out.size() != nfds || truncated) throw_error("BERTH_ERR_SYSCALL", "sync socket: wrong number of mount fds");
   return out;
 }
 
@@ -308,27 +278,14 @@ void start_container(const std::string& bundle, const Config& cfg, Container& c)
   // and the workload's first trapped call waits in the kernel until a worker receives it.
   for (;;) {
     char buf[4096];
-    iovec iov{buf, sizeof buf - 1};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int))];
-    msg.msg_control = ctrl;
-    msg.msg_controllen = sizeof ctrl;
-    ssize_t n = ::recvmsg(sync_parent.get(), &msg, MSG_CMSG_CLOEXEC);
+    std::vector<UniqueFd> passed;
+    ssize_t n = recv_with_fds(sync_parent.get(), buf, sizeof buf - 1, 1, &passed);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) throw_errno("BERTH_ERR_SYSCALL", "recv", "sync socket");
     if (n == 0) break;
-    UniqueFd passed;
-    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(cm), sizeof fd);
-      passed.reset(fd);
-    }
-    if (n == 1 && buf[0] == 'L' && passed.valid()) {
+    if (n == 1 && buf[0] == 'L' && passed.size() == 1) {
       c.sup->start(pid, c.pidfd.get(), now_ms());
-      c.sup->add_listener(std::move(passed));
+      c.sup->add_listener(std::move(passed.front()));
       continue;
     }
     std::string json(buf, static_cast<size_t>(n));

@@ -103,19 +103,7 @@ FilterPlan filter_plan(const Config& cfg, FilterPlan::Sink sink, int fd) {
 namespace {
 
 void send_fd(int sock, const char* data, size_t len, int fd) {
-  iovec iov{const_cast<char*>(data), len};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int))];
-  msg.msg_control = ctrl;
-  msg.msg_controllen = sizeof ctrl;
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  if (::sendmsg(sock, &msg, MSG_NOSIGNAL) < 0) throw_errno("BERTH_ERR_SECCOMP", "sendmsg", "seccomp listener");
+  if (send_with_fds(sock, data, len, &fd, 1) < 0) throw_errno("BERTH_ERR_SECCOMP", "sendmsg", "seccomp listener");
 }
 
 // Installs the proxy filter and hands its listener to the shim. From here on the trapped calls

@@ -283,25 +283,9 @@ void ControlServer::send_line(int fd, const std::string& line) {
 
 void ControlServer::on_client(int fd) {
   char buf[65536];
-  iovec iov{buf, sizeof buf};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int) * kMaxFdsPerClient)];
-  msg.msg_control = ctrl;
-  msg.msg_controllen = sizeof ctrl;
-  ssize_t n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
   Client& cl = clients_[fd];
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < k; i++) {
-      int rfd;
-      std::memcpy(&rfd, CMSG_DATA(c) + i * sizeof(int), sizeof rfd);
-      cl.fds.emplace_back(rfd);
-    }
-  }
+  ssize_t n = recv_with_fds(fd, buf, sizeof buf, kMaxFdsPerClient, &cl.fds, MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
   if (n <= 0 || cl.fds.size() > kMaxFdsPerClient) return drop(fd);
   std::string& in = cl.in;
   in.append(buf, static_cast<size_t>(n));

@@ -3,6 +3,7 @@
 #include "util.h"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -14,6 +15,48 @@ void UniqueFd::reset(int fd) {
   // close() is not retried on EINTR: on Linux the descriptor is gone either way.
   if (fd_ >= 0 && fd_ != fd) ::close(fd_);
   fd_ = fd;
+}
+
+ssize_t send_with_fds(int sock, const void* data, size_t len, const int* fds, size_t nfds) {
+  iovec iov{const_cast<void*>(data), len};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  std::vector<char> ctrl(CMSG_SPACE(sizeof(int) * nfds));
+  if (nfds > 0) {
+    msg.msg_control = ctrl.data();
+    msg.msg_controllen = ctrl.size();
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    std::memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+  }
+  return ::sendmsg(sock, &msg, MSG_NOSIGNAL);
+}
+
+ssize_t recv_with_fds(int sock, void* buf, size_t len, size_t max_fds, std::vector<UniqueFd>* fds, int flags,
+                      bool* truncated) {
+  iovec iov{buf, len};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  std::vector<char> ctrl(CMSG_SPACE(sizeof(int) * (max_fds > 0 ? max_fds : 1)));
+  msg.msg_control = ctrl.data();
+  msg.msg_controllen = ctrl.size();
+  ssize_t n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | flags);
+  if (n < 0) return n;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < k; i++) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+      fds->emplace_back(fd);
+    }
+  }
+  if (truncated) *truncated = (msg.msg_flags & MSG_CTRUNC) != 0;
+  return n;
 }
 
 std::string SysError::message() const {

@@ -2,9 +2,13 @@
 // carries what was being done (syscall, path, errno) up to whoever reports it.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cerrno>
+#include <cstddef>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace berth {
 
@@ -48,6 +52,14 @@ struct SysError {
 [[noreturn]] void throw_errno(const std::string& code, const std::string& syscall,
                               const std::string& path = "");
 [[noreturn]] void throw_error(const std::string& code, const std::string& detail);
+
+// Passing file descriptors over a Unix socket (SCM_RIGHTS). send_with_fds sends LEN bytes of
+// DATA with NFDS descriptors attached; recv_with_fds receives up to LEN bytes and appends the
+// descriptors that came with them (close-on-exec) to FDS, setting *TRUNCATED when more came
+// than MAX_FDS. Both return what sendmsg/recvmsg returned (-1 with errno set).
+ssize_t send_with_fds(int sock, const void* data, size_t len, const int* fds, size_t nfds);
+ssize_t recv_with_fds(int sock, void* buf, size_t len, size_t max_fds, std::vector<UniqueFd>* fds,
+                      int flags = 0, bool* truncated = nullptr);
 
 // JSON string escaping for the few JSON lines the shim writes.
 std::string json_escape(const std::string& s);
