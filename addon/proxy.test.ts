@@ -13,6 +13,7 @@ import type { Server } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { control } from './fixtures/control.ts'
 
 const SHIM = process.env.BERTH_SHIM ?? fileURLToPath(new URL('./build/Release/berth-shim', import.meta.url))
 const BUSYBOX = ['/bin/busybox', '/usr/bin/busybox'].find(p => existsSync(p))
@@ -203,23 +204,6 @@ async function containerTests (): Promise<void> {
     return await exec(box, ['python3', '-c', code], timeout)
   }
 
-  /** Sends LINES on the control socket; collects reply lines until WANT(lines) or MS pass. */
-  function control (dir: string, lines: string[], want: (got: string[]) => boolean, ms = 10_000): Promise<string[]> {
-    return new Promise((resolve, reject) => {
-      const sock = connect(join(dir, 'shim.sock'))
-      const got: string[] = []
-      let buf = ''
-      const timer = setTimeout(() => { sock.destroy(); resolve(got) }, ms)
-      sock.on('connect', () => { for (const l of lines) sock.write(l + '\n') })
-      sock.on('data', d => {
-        buf += d.toString()
-        let nl
-        while ((nl = buf.indexOf('\n')) >= 0) { got.push(buf.slice(0, nl)); buf = buf.slice(nl + 1) }
-        if (want(got)) { clearTimeout(timer); sock.destroy(); resolve(got) }
-      })
-      sock.on('error', err => { clearTimeout(timer); reject(err) })
-    })
-  }
   async function request (dir: string, line: string): Promise<any> {
     const got = await control(dir, [line], g => g.some(l => !l.includes('"event":"port"') && !l.includes('"event":"calls"')))
     return JSON.parse(got.find(l => !l.includes('"event":"port"') && !l.includes('"event":"calls"')) ?? '{}')

@@ -7,10 +7,10 @@ import {
   chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync,
   rmdirSync, rmSync, statSync, symlinkSync, writeFileSync
 } from 'node:fs'
-import { connect } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { control } from './fixtures/control.ts'
 
 const SHIM = process.env.BERTH_SHIM ?? fileURLToPath(new URL('./build/Release/berth-shim', import.meta.url))
 const BUSYBOX = ['/bin/busybox', '/usr/bin/busybox'].find(p => existsSync(p))
@@ -134,27 +134,6 @@ function output (dir: string, stream = 1): string {
   return records(join(dir, 'container.log')).filter(r => r.stream === stream).map(r => r.data).join('')
 }
 
-/** Sends LINES on the control socket and collects up to WANT reply lines (bounded in time). */
-function control (dir: string, lines: string[], want: number, ms = 15_000): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    const sock = connect(join(dir, 'shim.sock'))
-    const got: string[] = []
-    let buf = ''
-    const timer = setTimeout(() => { sock.destroy(); resolve(got) }, ms)
-    sock.on('connect', () => { for (const l of lines) sock.write(l + '\n') })
-    sock.on('data', d => {
-      buf += d.toString()
-      let nl
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        got.push(buf.slice(0, nl))
-        buf = buf.slice(nl + 1)
-      }
-      if (got.length >= want) { clearTimeout(timer); sock.destroy(); resolve(got) }
-    })
-    sock.on('end', () => { clearTimeout(timer); resolve(got) })
-    sock.on('error', err => { clearTimeout(timer); reject(err) })
-  })
-}
 
 function alive (pid: number): boolean {
   try { process.kill(pid, 0); return true } catch { return false }
