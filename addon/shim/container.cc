@@ -25,6 +25,7 @@
 #include "rules.h"
 #include "meminfo.h"
 #include "server.h"
+#include "sockguard.h"
 #include "supervisor.h"
 #include "util.h"
 
@@ -148,6 +149,7 @@ std::vector<UniqueFd> recv_go(int sock, size_t nfds) {
 struct Container {
   std::unique_ptr<Cgroup> cgroup;
   // Never destroyed: its threads run until the shim _exit()s (as every path out of run_shim does).
+  std::unique_ptr<SockGuard> guard;  // removed (cgroup left) on the way out
   std::unique_ptr<Supervisor> sup;
   std::unique_ptr<ControlServer> server;
   std::unique_ptr<LogWriter> log;
@@ -169,6 +171,7 @@ struct StartGuard {
       }
     }
     c.server.reset();  // removes shim.sock
+    if (c.guard) c.guard->remove();
     if (c.cgroup) {
       try {
         c.cgroup->destroy();
@@ -194,6 +197,11 @@ void start_container(const std::string& bundle, const Config& cfg, Container& c)
   limits.pids_max = cfg.pids_max;
   c.cgroup = open_cgroup(cfg.cgroup);
   c.cgroup->create(limits);
+
+  // The socket guard, before the supervisor makes its first host socket (sockguard.h): with a
+  // network namespace of its own the workload is handed sockets of the host's, and only the shim
+  // may connect or bind those. With net=host nothing is handed over, so nothing is guarded.
+  if (cfg.private_net) c.guard = SockGuard::install(cfg.cgroup + ".shim");
 
   // The supervisor's first table, before anything runs: the workload's very first bind or
   // connect already sees it (docs/proxy.md). Without one: no ports, no services, egress none.
@@ -372,6 +380,7 @@ void write_line(int fd, const std::string& line) {
     c.cgroup->destroy();
   } catch (const SysError&) {
   }
+  if (c.guard) c.guard->remove();
   ::_exit(0);
 }
 

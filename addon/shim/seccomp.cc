@@ -384,6 +384,7 @@ FilterSpec proxy_filter_spec(const ProxyTraps& traps) {
   if (traps.network) {
     spec.rules.push_back({SYS(bind), notif, std::nullopt, "declared ports are bound on the host"});
     spec.rules.push_back({SYS(connect), notif, std::nullopt, "services, egress policy, chaos"});
+    spec.rules.push_back({SYS(listen), notif, std::nullopt, "done by the supervisor: a host socket may listen only on its declared port"});
     spec.rules.push_back({SYS(sendto), SeccompAction::errno_(EOPNOTSUPP),
                           ArgCondition{3, ArgCondition::MASKED_NONZERO, kMsgFastOpen, 0},
                           "fast open connects without a trapped connect"});

@@ -640,6 +640,7 @@ class SupervisorImpl {
     switch (n.nr) {
       case __NR_bind: return on_bind(n);
       case __NR_connect: return on_connect(n);
+      case __NR_listen: return on_listen(n);
       case __NR_sendto: return on_sendto(n);
       case __NR_sysinfo: return on_sysinfo(n);
       case __NR_mknod: return on_mknod(n, AT_FDCWD, n.args[0], n.args[1], n.args[2]);
@@ -804,6 +805,14 @@ class SupervisorImpl {
       // host port nobody declared.
       if (host_socket) return answer_errno(n, EACCES);
       return answer_continue(n);
+    }
+    // What the workload could not do itself, it does not get: below its network namespace's
+    // ip_unprivileged_port_start a bind needs CAP_NET_BIND_SERVICE, as the kernel's own would
+    // ask (the shim, host root, would pass any such check).
+    constexpr int kCapNetBindService = 10;
+    if (ep.port < unprivileged_port_start() && !(proc_status(n.pid).cap_eff & (1ULL << kCapNetBindService))) {
+      count(Call::BIND, Action::DENIED, &ep);
+      return answer_errno(n, EACCES);
     }
     bind_host(n, *pr, std::move(ws), fd);
   }
@@ -996,6 +1005,59 @@ class SupervisorImpl {
     if (err) answer_errno(n, err);
     else answer_ok(n);
     count(Call::CONNECT, Action::ROUTED, &dst);
+  }
+
+  // The container network namespace's net.ipv4.ip_unprivileged_port_start. A sysctl file shows
+  // the namespace of whoever opened it, so it is opened once from a thread that joined the
+  // container's (a network namespace, unlike a user or mount one, can be joined by one thread of
+  // many) and read again on each use: root in the container may lower it.
+  int unprivileged_port_start() {
+    std::lock_guard<std::mutex> g(port_start_mu_);
+    if (!port_start_.valid()) {
+      int fd = -1;
+      std::thread([this, &fd] {
+        if (::setns(pid1_fd_, CLONE_NEWNET) == 0) fd = ::open("/proc/sys/net/ipv4/ip_unprivileged_port_start", O_RDONLY | O_CLOEXEC);
+      }).join();
+      port_start_.reset(fd);
+    }
+    char buf[16];
+    ssize_t len = port_start_.valid() ? ::pread(port_start_.get(), buf, sizeof buf - 1, 0) : -1;
+    if (len <= 0) return 1024;  // the kernel's default for a new namespace
+    buf[len] = 0;
+    return std::atoi(buf);
+  }
+
+  // ---- listen: done here, on the socket checked ----
+
+  // A host socket that is not a declared port's (a routed connect's after connect(AF_UNSPEC), an
+  // accepted connection's) would autobind an ephemeral host port on listen(2), and no sock_addr
+  // hook sees that: it is refused. Every listen is done by the supervisor on the duplicate it
+  // checked, never continued: the fd number could name another socket by the time the kernel
+  // re-ran the call. listen has no caller-dependent checks (the backlog is capped by the
+  // socket's own namespace), so doing it here is the same call.
+  void on_listen(const Notif& n) {
+    const int backlog = static_cast<int>(n.args[1]);
+    UniqueFd ws = get_fd(n, static_cast<int>(n.args[0]));
+    if (!ws.valid()) return answer_errno(n, EBADF);
+    if (netns_cookie(ws.get()) == host_netns_ && !declared_host_port(ws.get())) {
+      count_name("listen", Action::DENIED);
+      return answer_errno(n, EACCES);
+    }
+    if (::listen(ws.get(), backlog) < 0) return answer_errno(n, errno);
+    answer_ok(n);
+  }
+
+  // Whether host socket FD is bound to the host port of one of the table's declared ports.
+  bool declared_host_port(int fd) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) < 0) return false;
+    Endpoint local;
+    if (decode_sockaddr(&ss, len, &local) < 0 || local.port == 0) return false;
+    auto rules = rules_.load();
+    for (const auto& p : rules->ports)
+      if (p.host_port == local.port) return true;
+    return false;
   }
 
   // ---- sendto with a destination: chaos only ----
@@ -1296,6 +1358,8 @@ class SupervisorImpl {
   std::unordered_map<int, std::unique_ptr<OptSnapshot>> defaults_;
   std::mutex count_mu_;
   std::mutex devfs_mu_;
+  std::mutex port_start_mu_;
+  UniqueFd port_start_;      // the container netns's ip_unprivileged_port_start (unprivileged_port_start)
   UniqueFd devfs_;           // the private tmpfs of emulated device nodes (device_node)
   unsigned long devfs_seq_ = 0;
   std::map<CountKey, uint64_t> counts_;

@@ -97,6 +97,7 @@ function hintFor (code: string): string {
     case 'BERTH_ERR_CGROUP': return 'check the cgroup controllers (cpu, memory, pids) are mounted and writable'
     case 'BERTH_ERR_MOUNT': return 'check the kernel supports overlayfs and idmapped mounts, or try --userns host'
     case 'BERTH_ERR_NAMESPACE': return 'check user namespaces are enabled (sysctl user.max_user_namespaces)'
+    case 'BERTH_ERR_SOCKGUARD': return 'a container with its own network needs cgroup2 mounted and cgroup BPF (CONFIG_CGROUP_BPF); or run it with --net host'
     default: return 'see the daemon log for details'
   }
 }
