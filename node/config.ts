@@ -10,6 +10,12 @@ export const DEFAULT_DATA_DIR = '/var/lib/berth'
 export const DEFAULT_SOCKET = '/run/berth/berth.sock'
 export const DEFAULT_CONFIG_FILE = '/etc/berth/berthd.json'
 export const DEFAULT_LOG_MAX_SIZE = '10M'
+/**
+ * A container's live routed connections. Each holds a host port of the ephemeral range
+ * (28,232 by default) towards its target, shared with the host's own clients of that target:
+ * the cap keeps one container from taking them all, and is far above what a client pool needs.
+ */
+export const DEFAULT_ROUTED_MAX = 4096
 
 export interface DaemonConfig {
   readonly dataDir: string
@@ -18,6 +24,8 @@ export interface DaemonConfig {
   readonly logMaxBytes: number
   /** Host ports for declared ports (`--port`) come from this range. */
   readonly portRange: [number, number]
+  /** Each container's cap on live routed connections (docs/proxy.md); 0 = none. */
+  readonly routedMax: number
   readonly configFile?: string
   readonly fleet: FleetConfig
 }
@@ -102,6 +110,7 @@ interface FileConfig {
   socket?: string
   logMaxSize?: string
   portRange?: string
+  routedMax?: number
   listen?: string[]
   join?: string[]
   pskFile?: string
@@ -111,8 +120,8 @@ interface FileConfig {
   mdns?: boolean
 }
 
-const FILE_KEYS: Record<string, 'string' | 'strings' | 'boolean'> = {
-  dataDir: 'string', socket: 'string', logMaxSize: 'string', portRange: 'string', listen: 'strings', join: 'strings',
+const FILE_KEYS: Record<string, 'string' | 'strings' | 'boolean' | 'number'> = {
+  dataDir: 'string', socket: 'string', logMaxSize: 'string', portRange: 'string', routedMax: 'number', listen: 'strings', join: 'strings',
   pskFile: 'string', nodeName: 'string', labels: 'string', profile: 'string', mdns: 'boolean'
 }
 
@@ -126,6 +135,14 @@ function parsePortRange (text: string): [number, number] {
     throw new UsageError('BERTH_ERR_CONFIG', `bad port range "${text}"`, 'use LOW-HIGH, e.g. 30000-32767')
   }
   return [lo, hi]
+}
+
+function parseRoutedMax (value: string | number): number {
+  const n = typeof value === 'number' ? value : /^[0-9]{1,7}$/.test(value.trim()) ? Number(value) : NaN
+  if (!Number.isInteger(n) || n < 0 || n > 1048576) {
+    throw new UsageError('BERTH_ERR_CONFIG', `bad routedMax "${value}"`, 'a whole number of connections from 0 (no cap) to 1048576')
+  }
+  return n
 }
 
 function readConfigFile (path: string, required: boolean): FileConfig {
@@ -144,7 +161,7 @@ function readConfigFile (path: string, required: boolean): FileConfig {
     const want = FILE_KEYS[k]
     if (want === undefined) throw new UsageError('BERTH_ERR_CONFIG', `unknown key "${k}" in ${path}`, `known keys: ${Object.keys(FILE_KEYS).join(', ')}`)
     const v = parsed[k]
-    const ok = want === 'string' ? typeof v === 'string' : want === 'boolean' ? typeof v === 'boolean' : Array.isArray(v) && v.every((x: unknown) => typeof x === 'string')
+    const ok = want === 'strings' ? Array.isArray(v) && v.every((x: unknown) => typeof x === 'string') : typeof v === want
     if (!ok) throw new UsageError('BERTH_ERR_CONFIG', `"${k}" in ${path} must be ${want === 'strings' ? 'an array of strings' : `a ${want}`}`, 'see deploy/berthd.example.json')
   }
   return parsed
@@ -166,6 +183,7 @@ export function resolveDaemonConfig (flags: DaemonFlags, env: NodeJS.ProcessEnv 
     socketPath: isAbsolute(socketPath) ? socketPath : resolve(socketPath),
     logMaxBytes: parseSize(file.logMaxSize ?? DEFAULT_LOG_MAX_SIZE, 'logMaxSize'),
     portRange: parsePortRange(flags.portRange ?? env.BERTH_PORT_RANGE ?? file.portRange ?? DEFAULT_PORT_RANGE),
+    routedMax: parseRoutedMax(env.BERTH_ROUTED_MAX ?? file.routedMax ?? DEFAULT_ROUTED_MAX),
     fleet: resolveFleet(flags, env, file),
     ...(explicit !== undefined ? { configFile: explicit } : {})
   })

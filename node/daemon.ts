@@ -81,7 +81,8 @@ export async function startDaemon (config: DaemonConfig): Promise<Daemon> {
     runtime = new Runtime({ store: runtimeStore(store), images }, {
       dataDir: config.dataDir,
       shimPath: shimPath(),
-      logMaxBytes: config.logMaxBytes
+      logMaxBytes: config.logMaxBytes,
+      routedMax: config.routedMax
     })
     const fleet = cluster
     const endpoints = new FleetEndpointRegistry(fleet)

@@ -95,6 +95,9 @@ const skip = skipReason()
 if (skip !== undefined) {
   t.plan(0, skip)
 } else {
+  // A small cap on routed connections, for the exhaustion attack (docs/proxy.md).
+  const ROUTED_MAX = 64
+  process.env.BERTH_ROUTED_MAX = String(ROUTED_MAX)
   const d = await daemonWithBusybox(t, 'berth-escape-proxy')
   const servers: Server[] = []
   t.teardown(() => { for (const s of servers) s.close() })
@@ -190,6 +193,34 @@ if (skip !== undefined) {
     const root = await d.cli(['run', '--rm', '--port', 'web:80', 'host', 'python3', '-c', bind(0)])
     t.equal(root.code, 0, root.stderr)
     t.match(root.stdout, /bound/, 'the container\'s root has CAP_NET_BIND_SERVICE')
+  })
+
+  t.test('a container holding routed connections past its cap fails its own connects only, from its own source address', async t => {
+    await d.ok(['run', '-d', '--name', 'hog', '--egress', 'none', 'host', 'python3', '-c', [
+      'import json, socket, time',
+      'held, errs = [], {}',
+      `for i in range(${ROUTED_MAX + 40}):`,
+      '    try: held.append(socket.create_connection(("svc", 9000), timeout=5))',
+      '    except OSError as e: errs[e.errno] = errs.get(e.errno, 0) + 1',
+      // The injected sockets are the host's: their local address is the container's source.
+      'print(json.dumps({"held": len(held), "errs": errs, "srcs": sorted({s.getsockname()[0] for s in held})}), flush=True)',
+      'time.sleep(120)'
+    ].join('\n')])
+    t.teardown(async () => { await d.cli(['rm', '-f', 'hog']) })
+    const logs = await until(async () => {
+      const l = (await d.cli(['logs', 'hog'])).stdout
+      return l.includes('"held"') ? l : ''
+    }, 60_000)
+    const out = parse(logs)
+    t.ok(out.held >= ROUTED_MAX - 2 && out.held <= ROUTED_MAX, `about the cap held (${out.held as number} of ${ROUTED_MAX})`)
+    t.equal(out.errs['99'], ROUTED_MAX + 40 - out.held, 'the rest failed with EADDRNOTAVAIL')
+    t.equal(out.srcs.length, 1, 'one source address')
+    t.match(out.srcs[0], /^127\.\d+\.\d+\.\d+$/)
+    t.not(out.srcs[0], '127.0.0.1', 'not the host\'s own loopback address')
+    t.notMatch(out.srcs[0], /^127\.0\./, 'outside 127.0.0.0/16')
+    // Meanwhile another container still reaches the service.
+    const other = await d.cli(['run', '--rm', '--egress', 'none', 'host', 'python3', '-c', 'import socket; socket.create_connection(("svc", 9000), timeout=5); print("other-ok")'])
+    t.match(other.stdout, /other-ok/, other.stderr)
   })
 
   t.test('the declared port still binds, listens and serves; an undeclared one listens in the container', async t => {

@@ -134,6 +134,8 @@ Config parse_config(const std::string& data) {
       c.pids_max = parse_int(key, v, 1, 1LL << 22);
     } else if (key == "log_max_bytes") {
       c.log_max_bytes = parse_int(key, v, 1, 1LL << 50);
+    } else if (key == "routed_max") {
+      c.routed_max = parse_int(key, v, 0, 1 << 20);
     } else if (key == "rules_file") {
       if (!is_abs_clean(v)) bad(key, "not an absolute path");
       c.rules_file = v;

@@ -38,6 +38,7 @@ struct Config {
   std::string meminfo_file;    // bound read-only over /proc/meminfo, rewritten every second (meminfo.h)
   std::string uname_release;   // "" = uname is not trapped
   bool chaos_open = false;     // chaos_calls contains `open`
+  long long routed_max = 4096; // live routed connections (host sockets with ephemeral ports); 0 = no cap
 
   bool userns() const { return uid_base.has_value(); }
 };

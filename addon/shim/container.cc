@@ -216,6 +216,7 @@ void start_container(const std::string& bundle, const Config& cfg, Container& c)
     }
   }
   c.sup = std::make_unique<Supervisor>(cfg, c.cgroup.get(), rules);
+  if (c.guard) c.sup->set_host_cgroup(c.guard->cgroup_id());
   c.server->set_supervisor(c.sup.get());
   if (!cfg.meminfo_file.empty()) {
     // Fill it before the container can read it, then keep it current (meminfo.h).

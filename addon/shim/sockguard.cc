@@ -124,6 +124,9 @@ std::unique_ptr<SockGuard> SockGuard::install(const std::string& rel_path) {
   try {
     UniqueFd cg(::open(g->dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!cg.valid()) throw_errno(CODE, "open", g->dir_);
+    struct stat st{};
+    if (::fstat(cg.get(), &st) < 0) throw_errno(CODE, "fstat", g->dir_);
+    g->cgroup_id_ = st.st_ino;  // a cgroup v2's id is its directory's inode number
     const auto insns = program(cookie, ::getpid());
     for (bpf_attach_type t : {BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_INET6_CONNECT, BPF_CGROUP_INET4_BIND,
                               BPF_CGROUP_INET6_BIND, BPF_CGROUP_UDP4_SENDMSG, BPF_CGROUP_UDP6_SENDMSG}) {

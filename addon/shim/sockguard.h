@@ -20,6 +20,7 @@
 // with the shim: they are held by bpf links that close when it exits.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -41,10 +42,12 @@ class SockGuard {
   // Best effort, never throws.
   void remove();
   const std::string& dir() const { return dir_; }
+  uint64_t cgroup_id() const { return cgroup_id_; }  // the cgroup's inode number
 
  private:
   SockGuard() = default;
   std::string dir_;
+  uint64_t cgroup_id_ = 0;
   std::vector<UniqueFd> links_;
 };
 

@@ -34,6 +34,7 @@
 #include <unordered_map>
 
 #include "namespaces.h"
+#include "sockcount.h"
 
 #ifndef PIDFD_THREAD
 #define PIDFD_THREAD O_EXCL
@@ -465,7 +466,18 @@ class SupervisorImpl {
     if (!events_.valid()) throw_errno("BERTH_ERR_SYSCALL", "eventfd", "supervisor");
     UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     host_netns_ = s.valid() ? netns_cookie(s.get()) : 0;
+    // The container's own loopback source address for routed connections to loopback targets:
+    // 127.A.B.C from a hash of its cgroup path (unique per container), never in 127.0.0.0/16
+    // where the host's own loopback clients are. Its (source, destination) port space is then
+    // the container's alone: filling it fails its own connects, nobody else's.
+    uint32_t h = 2166136261u;  // FNV-1a
+    for (unsigned char ch : cfg_.cgroup) h = (h ^ ch) * 16777619u;
+    const uint8_t src[4] = {127, static_cast<uint8_t>(1 + h % 254), static_cast<uint8_t>(h >> 8), static_cast<uint8_t>(1 + (h >> 16) % 254)};
+    std::memcpy(&loopback_src_, src, 4);
+    ephemeral_low_ = ephemeral_port_low();
   }
+
+  void set_host_cgroup(uint64_t id) { host_cgroup_id_ = id; }
 
   void start(pid_t pid, int pidfd, unsigned long long started_at_ms) {
     std::vector<ListenerRef> early;
@@ -907,6 +919,11 @@ class SupervisorImpl {
   }
 
   void route(const Notif& n, UniqueFd ws, int fd, const Endpoint& dst, std::vector<Endpoint> targets) {
+    if (!routed_room()) {
+      // The container's cap: its own connects fail as they would on a full port space.
+      count(Call::CONNECT, Action::DENIED, &dst);
+      return answer_errno(n, EADDRNOTAVAIL);
+    }
     const int family = sockopt_int(ws.get(), SOL_SOCKET, SO_DOMAIN);
     const int proto = sockopt_int(ws.get(), SOL_SOCKET, SO_PROTOCOL);
     const int fl = ::fcntl(ws.get(), F_GETFL);
@@ -932,6 +949,7 @@ class SupervisorImpl {
         break;
       }
       replay(w, defaults_for(hfam, SOCK_STREAM, proto), hs.get(), hfam);
+      if (hfam == AF_INET && ip_is_loopback(t.ip)) bind_loopback_source(hs.get());
       sockaddr_storage ss;
       socklen_t len = to_sockaddr(t, hfam, &ss);
       int rc = ::connect(hs.get(), reinterpret_cast<sockaddr*>(&ss), len);
@@ -966,6 +984,37 @@ class SupervisorImpl {
     }
     count(Call::CONNECT, Action::DENIED, &dst);
     answer_errno(n, err ? err : ECONNREFUSED);
+  }
+
+  // The container's loopback source address, port chosen at connect (IP_BIND_ADDRESS_NO_PORT:
+  // a bind with port 0 would reserve a port for every destination). Best effort: on failure
+  // the kernel picks the source as before.
+  void bind_loopback_source(int hs) {
+    int one = 1;
+    ::setsockopt(hs, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    sockaddr_in src{};
+    src.sin_family = AF_INET;
+    src.sin_addr.s_addr = loopback_src_;
+    ::bind(hs, reinterpret_cast<sockaddr*>(&src), sizeof src);
+  }
+
+  // The per-container cap on live routed connections (config routed_max). An estimate that only
+  // grows (the last count plus the connects routed since) is checked first; only when it reaches
+  // the cap does the kernel count again (count_cgroup_sockets: the shim's cgroup, ephemeral
+  // source ports), at most every 20 ms, so a container below its cap pays one atomic add. If
+  // the kernel cannot count (no cgroup filter in sock_diag), the cap is not enforced.
+  bool routed_room() {
+    const long long max = cfg_.routed_max;
+    if (max <= 0 || host_cgroup_id_ == 0) return true;
+    if (routed_estimate_.fetch_add(1, std::memory_order_relaxed) + 1 <= max) return true;
+    std::lock_guard<std::mutex> g(routed_mu_);
+    const long long now = mono_ms();
+    if (now - routed_counted_ms_ < 20) return routed_estimate_.load(std::memory_order_relaxed) <= max;
+    routed_counted_ms_ = now;
+    long live = count_cgroup_sockets(host_cgroup_id_, ephemeral_low_);
+    if (live < 0) live = 0;
+    routed_estimate_.store(live + 1, std::memory_order_relaxed);
+    return live + 1 <= max;
   }
 
   // A fresh non-blocking host TCP socket. One of each family is made ahead, after an answer
@@ -1348,6 +1397,12 @@ class SupervisorImpl {
   std::atomic<size_t> rr_{0};
   std::atomic<int> spare_[2] = {-1, -1};  // host_socket: AF_INET, AF_INET6
   std::atomic<bool> pending_{false};
+  in_addr_t loopback_src_ = 0;       // network order (bind_loopback_source)
+  int ephemeral_low_ = 32768;
+  uint64_t host_cgroup_id_ = 0;      // the shim's cgroup v2 (routed_room); 0 = no cap
+  std::atomic<long long> routed_estimate_{0};
+  std::mutex routed_mu_;
+  long long routed_counted_ms_ = -1000;
 
   std::mutex listeners_mu_;
   std::vector<ListenerRef> early_;  // added before start()
@@ -1371,6 +1426,7 @@ Supervisor::Supervisor(const Config& cfg, Cgroup* cgroup, std::shared_ptr<const 
     : impl_(std::make_unique<SupervisorImpl>(cfg, cgroup, std::move(initial))) {}
 Supervisor::~Supervisor() = default;
 void Supervisor::start(pid_t pid, int pidfd, unsigned long long started_at_ms) { impl_->start(pid, pidfd, started_at_ms); }
+void Supervisor::set_host_cgroup(uint64_t cgroup_id) { impl_->set_host_cgroup(cgroup_id); }
 void Supervisor::add_listener(UniqueFd listener) { impl_->add_listener(std::move(listener)); }
 unsigned long long Supervisor::set_rules(std::shared_ptr<const Rules> r) { return impl_->set_rules(std::move(r)); }
 unsigned long long Supervisor::rules_version() const { return impl_->rules_version(); }

@@ -32,6 +32,8 @@ class Supervisor {
   // The container's PID 1 (namespaces for the mknod/mount helpers) and its start time (uptime).
   // Starts the worker threads on the first call; later calls only add listeners.
   void start(pid_t pid, int pidfd, unsigned long long started_at_ms);
+  // The cgroup v2 id its host sockets are made in (sockguard.h), for the cap on routed connections.
+  void set_host_cgroup(uint64_t cgroup_id);
   void add_listener(UniqueFd listener);
 
   // Swaps in R unless its version is not above the current one; returns the version in effect.

@@ -91,6 +91,8 @@ export interface RuntimeInit {
   dataDir: string
   shimPath: string
   logMaxBytes?: number
+  /** each container's cap on live routed connections (docs/proxy.md); undefined = the shim's default */
+  routedMax?: number
 }
 
 interface Entry {
@@ -120,6 +122,7 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
   private readonly dataDir: string
   private readonly shimPath: string
   private readonly logMaxBytes: number
+  private readonly routedMax?: number
   private readonly byId = new Map<string, Entry>()
   private readonly byName = new Map<string, string>()
   private readonly uids = new UidAllocator()
@@ -138,6 +141,7 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
     this.dataDir = init.dataDir
     this.shimPath = init.shimPath
     this.logMaxBytes = init.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES
+    this.routedMax = init.routedMax
   }
 
   get containersDir (): string { return join(this.dataDir, 'containers') }
@@ -374,7 +378,8 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
       cpuPeriodUs: rec.resources.cpuPeriodUs,
       memoryBytes: rec.resources.memoryBytes,
       pidsMax: rec.resources.pids,
-      logMaxBytes: rec.logMaxBytes
+      logMaxBytes: rec.logMaxBytes,
+      routedMax: this.routedMax
     }
     await writeFile(join(bundle, 'config'), encodeShimConfig(cfg), { mode: 0o600 })
   }

@@ -36,6 +36,8 @@ export interface ShimConfig {
   memoryBytes?: number
   pidsMax?: number
   logMaxBytes: number
+  /** the cap on live routed connections (0 = none) */
+  routedMax?: number
 }
 
 export interface ShimStarted { pid: number, shimPid: number }
@@ -66,7 +68,7 @@ export function encodeShimConfig (c: ShimConfig): Buffer {
   pairs.push(['rules_file', c.rulesFile], ['hosts_file', c.hostsFile], ['meminfo_file', c.meminfoFile], ['uname_release', c.unameRelease])
   if (c.chaosCalls.length > 0) pairs.push(['chaos_calls', c.chaosCalls.join(',')])
   pairs.push(['cpu_quota_us', c.cpuQuotaUs], ['cpu_period_us', c.cpuPeriodUs])
-  pairs.push(['memory_bytes', c.memoryBytes], ['pids_max', c.pidsMax], ['log_max_bytes', c.logMaxBytes])
+  pairs.push(['memory_bytes', c.memoryBytes], ['pids_max', c.pidsMax], ['log_max_bytes', c.logMaxBytes], ['routed_max', c.routedMax])
   const parts: string[] = []
   for (const [k, v] of pairs) {
     if (v === undefined) continue
