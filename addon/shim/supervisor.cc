@@ -33,6 +33,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "mounts.h"
 #include "namespaces.h"
 
 #ifndef PIDFD_THREAD
@@ -1237,6 +1238,11 @@ class SupervisorImpl {
       if (::syscall(SYS_fsconfig, fsfd, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0) return errno;
       int m = static_cast<int>(::syscall(SYS_fsmount, fsfd, FSMOUNT_CLOEXEC, attr));
       if (m < 0) return errno;
+      // A new procfs shows everything the container's /proc masks: the same masks and read-only
+      // binds go on it while it is still detached (mounts on a detached tree: Linux 6.15), so it
+      // is never visible without them. A kernel that cannot do that, or anything else that fails
+      // here, refuses the mount: the tree is dropped unattached with the child's fds.
+      if (is_proc && mask_proc_tree(m) != 0) return EPERM;
       if (::syscall(SYS_move_mount, m, "", t, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0) return errno;
       return 0;
     });
