@@ -33,6 +33,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "hostaddrs.h"
 #include "mounts.h"
 #include "namespaces.h"
 
@@ -466,6 +467,11 @@ class SupervisorImpl {
     if (!events_.valid()) throw_errno("BERTH_ERR_SYSCALL", "eventfd", "supervisor");
     UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     host_netns_ = s.valid() ? netns_cookie(s.get()) : 0;
+    // Egress must not reach the host's own addresses (decide_connect): read them before the
+    // workload can connect anywhere. Only the socket and the first list here; the thread that
+    // keeps the list current starts with the supervisor (start), after the container's first
+    // process has been cloned from this still single-threaded process.
+    if (cfg_.private_net) open_host_addresses();
   }
 
   void start(pid_t pid, int pidfd, unsigned long long started_at_ms) {
@@ -477,6 +483,7 @@ class SupervisorImpl {
       pid1_fd_ = pidfd;
       started_at_ms_ = started_at_ms;
       waiter_ = std::make_unique<Waiter>();
+      watch_host_addresses();
       started_ = true;
       early.swap(early_);
     }
