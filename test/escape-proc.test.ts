@@ -38,9 +38,9 @@ function parse (out: string, tag: string): Seen {
 
 /** The assertions checkMasked uses (a tap Test has them). */
 interface Asserts {
-  equal: (found: unknown, wanted: unknown, message?: string) => unknown
-  ok: (value: unknown, message?: string) => unknown
-  same: (found: unknown, wanted: unknown, message?: string) => unknown
+  equal: (found: unknown, wanted: unknown, message: string) => unknown
+  ok: (value: unknown, message: string) => unknown
+  same: (found: unknown, wanted: unknown, message: string) => unknown
 }
 
 function checkMasked (t: Asserts, out: string, tag: string): void {
