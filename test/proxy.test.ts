@@ -143,8 +143,9 @@ if (skip !== undefined) {
     t.ok(rcv >= 65536, `SO_RCVBUF (${rcv})`)
   })
 
-  t.test('egress: all reaches an outside address, none refuses it and keeps services, CIDRs select', async t => {
-    // A veth pair (this kernel has no dummy interfaces): its address is this machine's own.
+  t.test('egress: the host\'s own address takes a listed /32 (all refuses it), none keeps services, CIDRs select', async t => {
+    // A veth pair (this kernel has no dummy interfaces): its address is this machine's own, which
+    // egress never reaches unless listed (test/escape-egress.test.ts: all reaching other addresses).
     if (!ip('link', 'add', DUMMY_IF, 'type', 'veth', 'peer', 'name', `${DUMMY_IF}p`)) { t.plan(0, 'cannot create a veth pair'); return }
     t.teardown(() => { ip('link', 'del', DUMMY_IF) })
     ip('addr', 'add', `${DUMMY_ADDR}/32`, 'dev', DUMMY_IF)
@@ -163,12 +164,15 @@ if (skip !== undefined) {
       'print("service-ok")'
     ].join('\n')])
     const all = await probe([])
-    t.match(all.stdout, /outside hello/, all.stderr)
+    t.match(all.stdout, /outside-err 101/, all.stderr)
+    t.match(all.stdout, /service-ok/)
     const none = await probe(['--egress', 'none'])
     t.match(none.stdout, /outside-err \d+/)
     t.match(none.stdout, /service-ok/)
-    const cidrOk = await probe(['--egress', '198.18.0.0/15'])
+    const cidrOk = await probe(['--egress', `${DUMMY_ADDR}/32`])
     t.match(cidrOk.stdout, /outside hello/)
+    const cidrWide = await probe(['--egress', '198.18.0.0/15'])
+    t.match(cidrWide.stdout, /outside-err/, 'a CIDR around the host address does not list it')
     const cidrNo = await probe(['--egress', '192.0.2.0/24'])
     t.match(cidrNo.stdout, /outside-err/)
   })

@@ -5,6 +5,7 @@
 
 #include "container.h"
 #include "exec.h"
+#include "hostaddrs.h"
 #include "init.h"
 #include "reexec.h"
 #include "rules.h"
@@ -24,6 +25,19 @@ int main(int argc, char** argv) {
   if (mode == "version") {
     std::printf("1\n");
     return 0;
+  }
+  if (mode == "selftest" && argc >= 3 && std::string(argv[2]) == "hostaddrs") {
+    // The host's own addresses as the supervisor reads them (hostaddrs.h), comma-separated.
+    try {
+      std::string out;
+      for (const auto& c : berth::load_host_addresses())
+        out += (out.empty() ? "" : ",") + berth::format_ip(c.net) + "/" + std::to_string(c.prefix);
+      std::printf("%s\n", out.c_str());
+      return 0;
+    } catch (const berth::SysError& e) {
+      std::fprintf(stderr, "berth-shim: %s\n", e.message().c_str());
+      return 1;
+    }
   }
   if (mode == "selftest" && argc == 4) {
     // The pure parts of the supervisor (JSON, CIDRs, rules, connect decisions), for tests.

@@ -5,12 +5,28 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
+
+#include <cstring>
 
 namespace berth {
 namespace {
 
 constexpr const char* kErr = "BERTH_ERR_MOUNT";
+
+// Docker's masked paths: files get /dev/null bound over them, directories an empty read-only
+// tmpfs. The /proc ones are also applied to every proc the supervisor mounts for the workload
+// (mask_proc_tree), so both lists live here once.
+constexpr const char* const kMasked[] = {
+    "/proc/acpi",        "/proc/asound",    "/proc/interrupts", "/proc/kcore",
+    "/proc/keys",        "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+    "/proc/sched_debug", "/proc/scsi",      "/sys/firmware",    "/sys/devices/virtual/powercap"};
+// Docker's read-only paths: each is bound onto itself, read-only.
+constexpr const char* const kReadonly[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"};
+
+// The name of P relative to /proc ("kcore" for "/proc/kcore"), or nullptr when P is elsewhere.
+const char* under_proc(const char* p) { return std::strncmp(p, "/proc/", 6) == 0 ? p + 6 : nullptr; }
 
 std::string fd_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
@@ -237,12 +253,7 @@ void mount_dev(int root, const Config& cfg) {
 }
 
 void mask_paths(int root) {
-  // Docker's masked paths: files get /dev/null bound over them, directories an empty read-only
-  // tmpfs. A path the kernel does not have is skipped.
-  static const char* const kMasked[] = {
-      "/proc/acpi",        "/proc/asound",    "/proc/interrupts", "/proc/kcore",
-      "/proc/keys",        "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
-      "/proc/sched_debug", "/proc/scsi",      "/sys/firmware",    "/sys/devices/virtual/powercap"};
+  // A path the kernel does not have is skipped.
   for (const char* p : kMasked) {
     int fd = open_beneath(root, p, O_PATH | O_NOFOLLOW);
     if (fd < 0) {
@@ -267,7 +278,6 @@ void mount_meminfo(int root, const UniqueFd& tree) {
 }
 
 void readonly_paths(int root) {
-  static const char* const kReadonly[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"};
   for (const char* p : kReadonly) {
     int fd = open_beneath(root, p, O_PATH | O_NOFOLLOW);
     if (fd < 0) {
@@ -278,6 +288,54 @@ void readonly_paths(int root) {
     // Bind the path onto itself, read-only (recursively: /proc/sys/fs/binfmt_misc may be a mount).
     bind_onto(fd, "", fd, true, true, p);
   }
+}
+
+int mask_proc_tree(int tree) {
+  // Only system calls from here on: the caller is a child forked from the multithreaded shim.
+  // The files' mask is the container's /dev/null, checked to be the null device: the workload may
+  // have replaced it, and whatever it put there must not become the mask.
+  UniqueFd null(::open("/dev/null", O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  struct stat st{};
+  if (!null.valid() || ::fstat(null.get(), &st) < 0) return errno;
+  if (!S_ISCHR(st.st_mode) || st.st_rdev != makedev(1, 3)) return EPERM;
+  for (const char* p : kMasked) {
+    const char* rel = under_proc(p);
+    if (!rel) continue;
+    UniqueFd target(::openat(tree, rel, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (!target.valid()) {
+      if (errno == ENOENT) continue;  // this kernel has no such file, or subset=pid hides it
+      return errno;
+    }
+    UniqueFd mask;
+    if (is_dir(target.get())) {
+      UniqueFd fs(::fsopen("tmpfs", FSOPEN_CLOEXEC));
+      if (!fs.valid() || ::fsconfig(fs.get(), FSCONFIG_SET_STRING, "size", "4k", 0) < 0 ||
+          ::fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0)
+        return errno;
+      mask.reset(::fsmount(fs.get(), FSMOUNT_CLOEXEC,
+                           MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC));
+    } else {
+      mask.reset(::open_tree(null.get(), "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
+    }
+    if (!mask.valid()) return errno;
+    if (::move_mount(mask.get(), "", target.get(), "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0) return errno;
+  }
+  for (const char* p : kReadonly) {
+    const char* rel = under_proc(p);
+    if (!rel) continue;
+    UniqueFd target(::openat(tree, rel, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (!target.valid()) {
+      if (errno == ENOENT) continue;
+      return errno;
+    }
+    UniqueFd copy(::open_tree(target.get(), "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE));
+    if (!copy.valid()) return errno;
+    mount_attr attr{};
+    attr.attr_set = MOUNT_ATTR_RDONLY;
+    if (::mount_setattr(copy.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0) return errno;
+    if (::move_mount(copy.get(), "", target.get(), "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0) return errno;
+  }
+  return 0;
 }
 
 void pivot_into(int root) {

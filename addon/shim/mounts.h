@@ -41,6 +41,13 @@ void mask_paths(int root);
 // (meminfo.h); nothing when TREE is not valid.
 void mount_meminfo(int root, const UniqueFd& tree);
 void readonly_paths(int root);
+// Applies the /proc entries of mask_paths and readonly_paths to TREE, a procfs made with fsmount
+// and not yet attached anywhere, so that it shows nothing they hide from the moment it becomes
+// visible (the supervisor's emulated `mount -t proc`, docs/proxy.md). The caller must be in the
+// container's user and mount namespaces (the mask for files is its /dev/null). Makes only system
+// calls (no allocation: it runs in a child forked from the multithreaded shim). Returns 0 or an
+// errno; on failure the tree is left half-masked and must not be attached.
+int mask_proc_tree(int tree);
 // pivot_root into ROOT and detach the old root; the cwd is "/" afterwards.
 void pivot_into(int root);
 

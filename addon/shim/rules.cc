@@ -261,7 +261,53 @@ const PortRule* match_port(const Rules& r, uint16_t port, int sotype) {
   return nullptr;
 }
 
+namespace {
+
+std::atomic<std::shared_ptr<const std::vector<Cidr>>> g_host_addrs{std::make_shared<const std::vector<Cidr>>()};
+
+// The prefix length of the most specific reserved range (decide_connect) holding A, or -1.
+// Reserved ranges either nest or are disjoint, so the most specific lies within all the others.
+int reserved_prefix(const IpAddr& a, const std::vector<Cidr>& host_addrs) {
+  static const std::vector<Cidr> fixed = [] {
+    std::vector<Cidr> v;
+    for (const char* t : {"0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "::/128", "::1/128", "fe80::/10", "fd00:ec2::254/128"}) {
+      Cidr c;
+      if (parse_cidr(t, &c)) v.push_back(c);
+    }
+    return v;
+  }();
+  int best = -1;
+  for (const auto* list : {&fixed, &host_addrs})
+    for (const Cidr& c : *list)
+      if (c.prefix > best && cidr_contains(c, a)) best = c.prefix;
+  return best;
+}
+
+bool egress_allows(const Egress& e, const IpAddr& dst, const std::vector<Cidr>& host_addrs) {
+  if (e.mode == Egress::NONE) return false;
+  const int reserved = reserved_prefix(dst, host_addrs);
+  if (e.mode == Egress::ALL) return reserved < 0;
+  // A listed range opens a reserved address only when it lies inside the reserved range (both
+  // hold DST, so a prefix at least as long is enough).
+  for (const auto& c : e.cidrs)
+    if (cidr_contains(c, dst) && c.prefix >= reserved) return true;
+  return false;
+}
+
+}  // namespace
+
+void set_host_addresses(std::vector<Cidr> nets) {
+  g_host_addrs.store(std::make_shared<const std::vector<Cidr>>(std::move(nets)));
+}
+
+std::shared_ptr<const std::vector<Cidr>> host_addresses() { return g_host_addrs.load(); }
+
 ConnectDecision decide_connect(const Rules& r, const Endpoint& dst) {
+  auto host = g_host_addrs.load();
+  return decide_connect(r, dst, *host);
+}
+
+ConnectDecision decide_connect(const Rules& r, const Endpoint& dst, const std::vector<Cidr>& host_addrs) {
   ConnectDecision d;
   if (ip_is_loopback(dst.ip) || ip_is_unspecified(dst.ip)) return d;  // CONTINUE
   bool vip = false;
@@ -280,10 +326,7 @@ ConnectDecision decide_connect(const Rules& r, const Endpoint& dst) {
     d.kind = ConnectDecision::REFUSE;
     return d;
   }
-  bool allowed = r.egress.mode == Egress::ALL;
-  if (r.egress.mode == Egress::CIDRS)
-    for (const auto& c : r.egress.cidrs) allowed = allowed || cidr_contains(c, dst.ip);
-  d.kind = allowed ? ConnectDecision::ROUTE : ConnectDecision::UNREACH;
+  d.kind = egress_allows(r.egress, dst.ip, host_addrs) ? ConnectDecision::ROUTE : ConnectDecision::UNREACH;
   return d;
 }
 
@@ -330,15 +373,30 @@ std::string selftest(const std::string& what, const std::string& input) {
              ",\"services\":" + std::to_string(r.services.size()) + ",\"chaos\":" + std::to_string(r.chaos.size()) +
              ",\"egress\":" + std::to_string(static_cast<int>(r.egress.mode)) + "}";
     }
-    if (what == "connect") {  // "RULES-JSON\nADDRESS PORT"
+    if (what == "connect") {  // "RULES-JSON\n[HOST-CIDR,...\n]ADDRESS PORT"
       size_t nl = input.rfind('\n');
-      Rules r = parse_rules_text(input.substr(0, nl));
+      std::string head = input.substr(0, nl);
+      std::vector<Cidr> host;
+      if (size_t nl2 = head.rfind('\n'); nl2 != std::string::npos && head.find('}', nl2) == std::string::npos) {
+        // The host's addresses, given: the decision without reading this machine's.
+        std::string list = head.substr(nl2 + 1);
+        head.resize(nl2);
+        for (size_t i = 0; i < list.size();) {
+          size_t j = list.find(',', i);
+          if (j == std::string::npos) j = list.size();
+          Cidr c;
+          if (j > i && !parse_cidr(list.substr(i, j - i), &c)) return "bad-cidr";
+          if (j > i) host.push_back(c);
+          i = j + 1;
+        }
+      }
+      Rules r = parse_rules_text(head);
       std::string rest = input.substr(nl + 1);
       size_t sp = rest.find(' ');
       Endpoint e;
       if (!parse_ip(rest.substr(0, sp), &e.ip)) return "bad-address";
       e.port = static_cast<uint16_t>(std::stoi(rest.substr(sp + 1)));
-      ConnectDecision d = decide_connect(r, e);
+      ConnectDecision d = decide_connect(r, e, host);
       static const char* names[] = {"continue", "route", "refuse", "unreach"};
       return std::string(names[d.kind]) + (d.service ? " " + d.service->name : "");
     }

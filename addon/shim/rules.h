@@ -111,7 +111,22 @@ struct ConnectDecision {
   Kind kind = CONTINUE;
   const Service* service = nullptr;
 };
+// Egress never reaches the host itself, whatever the mode: a routed connect is made from the
+// host's network namespace. Reserved are 0.0.0.0/8 ("this host" on Linux), 127.0.0.0/8 and ::1
+// (loopback: the container's own, CONTINUE), 169.254.0.0/16 and fe80::/10 (link-local: cloud
+// metadata services live at 169.254.169.254), fd00:ec2::254 (the IPv6 metadata address), and
+// HOST_ADDRS, the host's own addresses (hostaddrs.h); IPv4-mapped forms are unmapped first.
+// A reserved destination is allowed only by a `cidrs` entry that lies within the most specific
+// reserved range holding it: 169.254.169.254/32 or 169.254.0.0/16 opens the metadata address,
+// a host address needs its own /32 (/128); 0.0.0.0/0 or `all` opens none of them.
+ConnectDecision decide_connect(const Rules& r, const Endpoint& dst, const std::vector<Cidr>& host_addrs);
+// The same with the host's addresses as last published (set_host_addresses).
 ConnectDecision decide_connect(const Rules& r, const Endpoint& dst);
+
+// The host's own addresses as the shim last read them (hostaddrs.cc keeps them current); empty
+// before the first set. Swapped atomically: a decision uses one whole list.
+void set_host_addresses(std::vector<Cidr> nets);
+std::shared_ptr<const std::vector<Cidr>> host_addresses();
 
 // A deterministic generator (splitmix64 over a shared counter): lock-free, seeded per shim.
 class Rng {

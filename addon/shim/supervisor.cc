@@ -33,6 +33,8 @@
 #include <thread>
 #include <unordered_map>
 
+#include "hostaddrs.h"
+#include "mounts.h"
 #include "namespaces.h"
 #include "sockcount.h"
 
@@ -475,6 +477,11 @@ class SupervisorImpl {
     const uint8_t src[4] = {127, static_cast<uint8_t>(1 + h % 254), static_cast<uint8_t>(h >> 8), static_cast<uint8_t>(1 + (h >> 16) % 254)};
     std::memcpy(&loopback_src_, src, 4);
     ephemeral_low_ = ephemeral_port_low();
+    // Egress must not reach the host's own addresses (decide_connect): read them before the
+    // workload can connect anywhere. Only the socket and the first list here; the thread that
+    // keeps the list current starts with the supervisor (start), after the container's first
+    // process has been cloned from this still single-threaded process.
+    if (cfg_.private_net) open_host_addresses();
   }
 
   void set_host_cgroup(uint64_t id) { host_cgroup_id_ = id; }
@@ -488,6 +495,7 @@ class SupervisorImpl {
       pid1_fd_ = pidfd;
       started_at_ms_ = started_at_ms;
       waiter_ = std::make_unique<Waiter>();
+      watch_host_addresses();
       started_ = true;
       early.swap(early_);
     }
@@ -1348,6 +1356,11 @@ class SupervisorImpl {
       if (::syscall(SYS_fsconfig, fsfd, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0) return errno;
       int m = static_cast<int>(::syscall(SYS_fsmount, fsfd, FSMOUNT_CLOEXEC, attr));
       if (m < 0) return errno;
+      // A new procfs shows everything the container's /proc masks: the same masks and read-only
+      // binds go on it while it is still detached (mounts on a detached tree: Linux 6.15), so it
+      // is never visible without them. A kernel that cannot do that, or anything else that fails
+      // here, refuses the mount: the tree is dropped unattached with the child's fds.
+      if (is_proc && mask_proc_tree(m) != 0) return EPERM;
       if (::syscall(SYS_move_mount, m, "", t, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0) return errno;
       return 0;
     });

@@ -57,7 +57,7 @@ export const run: Command = {
     { name: 'workdir', short: 'w', value: 'DIR', help: 'working directory inside the container' },
     { name: 'port', short: 'p', value: 'NAME:PORT', repeat: true, help: "declare a port: binding it binds a host port from the node's range; the workload becomes a service reachable by its name" },
     { name: 'publish', value: 'HOSTPORT:PORT', repeat: true, help: 'declare a port on a fixed host port, like docker run -p' },
-    { name: 'egress', value: 'POLICY', help: 'all (default), none (services only), or CIDR[,CIDR...]' },
+    { name: 'egress', value: 'POLICY', help: 'all (default: all but this host\'s own and link-local addresses), none (services only), or CIDR[,CIDR...]' },
     { name: 'uname-release', value: 'STRING', help: 'make uname report this kernel release (legacy software)' },
     { name: 'mount', value: 'HOST:CONTAINER[:ro]', repeat: true, help: 'bind a virtual copy of a host library or directory' },
     { name: 'chaos-calls', value: 'open', help: 'also trap open for chaos rules (costs every open a round trip)' }
