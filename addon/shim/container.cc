@@ -147,6 +147,7 @@ std::vector<UniqueFd> recv_go(int sock, size_t nfds) {
 
 struct Container {
   std::unique_ptr<Cgroup> cgroup;
+  std::unique_ptr<SupervisorCgroup> sup_cgroup;  // the supervisor's threads, charged to the container
   // Never destroyed: its threads run until the shim _exit()s (as every path out of run_shim does).
   std::unique_ptr<Supervisor> sup;
   std::unique_ptr<ControlServer> server;
@@ -169,6 +170,12 @@ struct StartGuard {
       }
     }
     c.server.reset();  // removes shim.sock
+    if (c.sup_cgroup) {
+      try {
+        c.sup_cgroup->destroy();
+      } catch (const SysError&) {
+      }
+    }
     if (c.cgroup) {
       try {
         c.cgroup->destroy();
@@ -194,6 +201,8 @@ void start_container(const std::string& bundle, const Config& cfg, Container& c)
   limits.pids_max = cfg.pids_max;
   c.cgroup = open_cgroup(cfg.cgroup);
   c.cgroup->create(limits);
+  // The supervisor works for the container and is charged to it (cgroups.h, SupervisorCgroup).
+  c.sup_cgroup = open_supervisor_cgroup(cfg.cgroup, limits.memory_bytes);
 
   // The supervisor's first table, before anything runs: the workload's very first bind or
   // connect already sees it (docs/proxy.md). Without one: no ports, no services, egress none.
@@ -207,7 +216,7 @@ void start_container(const std::string& bundle, const Config& cfg, Container& c)
       throw;
     }
   }
-  c.sup = std::make_unique<Supervisor>(cfg, c.cgroup.get(), rules);
+  c.sup = std::make_unique<Supervisor>(cfg, c.cgroup.get(), c.sup_cgroup.get(), rules);
   c.server->set_supervisor(c.sup.get());
   if (!cfg.meminfo_file.empty()) {
     // Fill it before the container can read it, then keep it current (meminfo.h).
@@ -241,6 +250,18 @@ void start_container(const std::string& bundle, const Config& cfg, Container& c)
   }
   c.pid = pid;
   sync_child.reset();
+
+  // Some of the supervisor's threads sit in the container's memory cgroup. Its OOM killer looks
+  // at thread-group leaders only (mem_cgroup_scan_tasks walks CSS_TASK_ITER_PROCS), and the
+  // shim's leader, its main thread, never joins: the shim, which holds the seccomp listener and
+  // records how the container ended, is not a candidate. Out of the host's OOM killer's reach as
+  // well, as containerd does for its shims, where the shim may (CAP_SYS_RESOURCE): a hint, not a
+  // requirement. Set only now: the container was cloned with the shim's old value; cloned with
+  // this one, it would be a workload the OOM killer never picks.
+  try {
+    write_file("/proc/self/oom_score_adj", "-1000");
+  } catch (const SysError&) {
+  }
   out_w.reset();
   err_w.reset();
 
@@ -368,6 +389,10 @@ void write_line(int fd, const std::string& line) {
   } catch (const SysError&) {
   }
   c.server->finish("{\"event\":\"exit\"," + info.fields_json() + "}");
+  try {
+    c.sup_cgroup->destroy();
+  } catch (const SysError&) {
+  }
   try {
     c.cgroup->destroy();
   } catch (const SysError&) {
