@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <mutex>
 #include <optional>
 #include <sstream>
 
@@ -562,6 +563,10 @@ class SupervisorCgroupV1 : public SupervisorCgroup {
 
   bool join_thread() noexcept override {
     const std::string tid = std::to_string(::gettid());
+    // A thread starting while destroy() runs either joins before the move back (and is moved
+    // with the rest) or finds the child closed; never joins a directory about to be removed.
+    std::lock_guard<std::mutex> g(mu_);
+    if (closed_) return false;
     bool cpu = false;
     for (const Place& p : places_) {
       try {
@@ -575,6 +580,9 @@ class SupervisorCgroupV1 : public SupervisorCgroup {
 
   void destroy() override {
     const pid_t self = ::getpid();
+    std::lock_guard<std::mutex> g(mu_);
+    if (closed_) return;
+    closed_ = true;
     std::optional<SysError> first;
     for (const Place& p : places_) {
       try {
@@ -590,7 +598,6 @@ class SupervisorCgroupV1 : public SupervisorCgroup {
         if (!first) first = e;
       }
     }
-    places_.clear();
     if (first) throw *first;
   }
 
@@ -599,7 +606,9 @@ class SupervisorCgroupV1 : public SupervisorCgroup {
     std::string mount, origin, parent, dir;
     bool cpu = false, made = false;
   };
-  std::vector<Place> places_;
+  std::vector<Place> places_;  // fixed once made
+  std::mutex mu_;
+  bool closed_ = false;  // under mu_: destroy() ran
 };
 
 }  // namespace
