@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <mutex>
 #include <optional>
 #include <sstream>
 
@@ -474,6 +475,147 @@ class CgroupSet : public Cgroup {
 };
 
 }  // namespace
+
+// ---- the supervisor's share (cgroups.h, SupervisorCgroup) ----
+
+namespace {
+
+constexpr const char* kSupervisorDir = "supervisor";
+
+// Where the calling thread is in the v1 hierarchy holding CONTROLLER, as a directory under MOUNT
+// (from /proc/thread-self/cgroup: "ID:controller,...:/path").
+std::string thread_cgroup_dir(const std::string& mount, const std::string& controller) {
+  for (const std::string& line : split(read_knob("/proc/thread-self/cgroup"), '\n')) {
+    size_t a = line.find(':');
+    size_t b = a == std::string::npos ? a : line.find(':', a + 1);
+    if (b == std::string::npos) continue;
+    std::vector<std::string> names = split(line.substr(a + 1, b - a - 1), ',');
+    if (std::find(names.begin(), names.end(), controller) == names.end()) continue;
+    const std::string path = line.substr(b + 1);
+    return path == "/" ? mount : mount + path;
+  }
+  throw_error(CODE, "/proc/thread-self/cgroup has no " + controller + " hierarchy");
+}
+
+// SIGKILLs what `procs` lists except SELF, with kill_listed's pidfd pinning. A v1 cgroup.procs
+// lists the process of every thread in the cgroup, so the shim itself shows up while one of its
+// threads is still there, and must not be killed.
+size_t kill_listed_except(const std::string& procs, pid_t self) {
+  std::vector<pid_t> first = read_procs(procs);
+  first.erase(std::remove(first.begin(), first.end(), self), first.end());
+  if (first.empty()) return 0;
+  std::vector<std::pair<pid_t, UniqueFd>> pinned;
+  for (pid_t p : first) {
+    int fd = static_cast<int>(syscall(SYS_pidfd_open, p, 0));
+    if (fd >= 0) pinned.emplace_back(p, UniqueFd(fd));
+  }
+  std::vector<pid_t> again = read_procs(procs);
+  for (auto& [pid, fd] : pinned) {
+    if (std::find(again.begin(), again.end(), pid) == again.end()) continue;
+    syscall(SYS_pidfd_send_signal, fd.get(), SIGKILL, nullptr, 0);
+  }
+  return first.size();
+}
+
+class SupervisorCgroupV1 : public SupervisorCgroup {
+ public:
+  SupervisorCgroupV1(const CgroupLayout& layout, const std::string& rel, long long memory_bytes) {
+    struct Want {
+      const ControllerPlace* place;
+      const char* name;
+      bool cpu;
+    } wants[2] = {{&layout.cpu, "cpu", true}, {&layout.memory, "memory", false}};
+    try {
+      for (const Want& w : wants) {
+        if (w.place->version != CgroupVersion::V1) continue;  // v2: paced instead (cgroups.h)
+        auto same = std::find_if(places_.begin(), places_.end(), [&](const Place& p) { return p.mount == w.place->mount; });
+        if (same != places_.end()) {  // co-mounted (cpu,memory): one directory serves both
+          same->cpu = same->cpu || w.cpu;
+          continue;
+        }
+        Place p;
+        p.mount = w.place->mount;
+        p.cpu = w.cpu;
+        p.origin = thread_cgroup_dir(p.mount, w.name);
+        p.parent = p.mount + "/" + rel;
+        p.dir = p.parent + "/" + kSupervisorDir;
+        p.made = ::mkdir(p.dir.c_str(), 0755) == 0;
+        if (!p.made && errno != EEXIST) throw_errno(CODE, "mkdir", p.dir);
+        places_.push_back(p);
+      }
+      for (const Place& p : places_) {
+        // v1 charges TCP buffers to a memory cgroup only once its kmem.tcp limit was written
+        // (v2 always does): for the container's own sockets (limited like its memory) and for
+        // the child, where the routed sockets are made (no limit of its own: the container's
+        // applies to it). Absent from kernels built without it.
+        const std::string tcp = "/memory.kmem.tcp.limit_in_bytes";
+        if (!exists(p.parent + tcp)) continue;
+        write_knob(p.parent + tcp, memory_bytes >= 0 ? std::to_string(memory_bytes) : "-1");
+        write_knob(p.dir + tcp, "-1");
+      }
+    } catch (...) {
+      for (const Place& p : places_) {
+        if (p.made) ::rmdir(p.dir.c_str());
+      }
+      throw;
+    }
+  }
+
+  bool join_thread() noexcept override {
+    const std::string tid = std::to_string(::gettid());
+    // A thread starting while destroy() runs either joins before the move back (and is moved
+    // with the rest) or finds the child closed; never joins a directory about to be removed.
+    std::lock_guard<std::mutex> g(mu_);
+    if (closed_) return false;
+    bool cpu = false;
+    for (const Place& p : places_) {
+      try {
+        write_knob(p.dir + "/tasks", tid);
+        cpu = cpu || p.cpu;
+      } catch (const SysError&) {
+      }
+    }
+    return cpu;
+  }
+
+  void destroy() override {
+    const pid_t self = ::getpid();
+    std::lock_guard<std::mutex> g(mu_);
+    if (closed_) return;
+    closed_ = true;
+    std::optional<SysError> first;
+    for (const Place& p : places_) {
+      try {
+        // Writing a pid to a v1 cgroup.procs moves all of its threads.
+        write_knob(p.origin + "/cgroup.procs", std::to_string(self));
+        for (int i = 0;; i++) {
+          if (::rmdir(p.dir.c_str()) == 0 || errno == ENOENT) break;
+          if (errno != EBUSY || i >= RETRIES) throw_errno(CODE, "rmdir", p.dir);
+          kill_listed_except(p.dir + "/cgroup.procs", self);
+          usleep(RETRY_US);
+        }
+      } catch (const SysError& e) {
+        if (!first) first = e;
+      }
+    }
+    if (first) throw *first;
+  }
+
+ private:
+  struct Place {
+    std::string mount, origin, parent, dir;
+    bool cpu = false, made = false;
+  };
+  std::vector<Place> places_;  // fixed once made
+  std::mutex mu_;
+  bool closed_ = false;  // under mu_: destroy() ran
+};
+
+}  // namespace
+
+std::unique_ptr<SupervisorCgroup> open_supervisor_cgroup(const std::string& rel_path, long long memory_bytes) {
+  return std::make_unique<SupervisorCgroupV1>(discover(), rel_path, memory_bytes);
+}
 
 CgroupLayout describe_cgroups() { return discover(); }
 

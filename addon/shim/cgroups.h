@@ -47,6 +47,36 @@ class Cgroup {
 // /proc/self/mountinfo cannot be read.
 std::unique_ptr<Cgroup> open_cgroup(const std::string& rel_path);
 
+// The supervisor's share of a container's cgroup (docs/shim.md, "Whose CPU and memory"). The
+// supervisor works on the container's behalf, so its threads are charged to the container: a
+// child cgroup `<rel>/supervisor` in the v1 cpu and memory hierarchies, which each supervisor
+// thread joins itself (v1 membership is per thread). Its CPU then counts against the container's
+// quota, and what the kernel allocates for it (the host sockets it makes and hands over, their
+// TCP buffers) against the container's memory. Not pids: the container's --pids is for the
+// container's own tasks. The shim's main thread never joins (it must outlive the container and
+// record its end), and the shim is made unkillable by the OOM killer (container.cc). On v2 a
+// thread cannot sit in another cgroup than its process (short of a threaded subtree, which would
+// put the whole shim in the container's memory domain): there the supervisor's CPU is paced
+// instead (pacer.h) and its sockets stay the shim's.
+class SupervisorCgroup {
+ public:
+  virtual ~SupervisorCgroup() = default;
+  // Moves the calling thread into the child cgroup(s). Returns whether its CPU is now charged to
+  // the container (false: no v1 cpu hierarchy here, or the move failed). Never throws.
+  virtual bool join_thread() noexcept = 0;
+  // Moves the whole shim back where its main thread is, kills what else is left in the child (a
+  // helper forked by a supervisor thread, in flight), removes the child directories. Call before
+  // Cgroup::destroy(), whose rmdir the child would otherwise keep busy. Throws SysError
+  // BERTH_ERR_CGROUP (after trying everything).
+  virtual void destroy() = 0;
+};
+
+// Makes `<rel_path>/supervisor` under the v1 cpu and memory hierarchies (after Cgroup::create()
+// made `rel_path`), and turns on v1 TCP buffer accounting for the container (limited to
+// MEMORY_BYTES when >= 0), so that the routed sockets' buffers are charged too. Must run on the
+// shim's main thread (it records where that thread is). Throws SysError BERTH_ERR_CGROUP.
+std::unique_ptr<SupervisorCgroup> open_supervisor_cgroup(const std::string& rel_path, long long memory_bytes);
+
 // Where each controller lives on this machine.
 enum class CgroupVersion { NONE, V1, V2 };
 struct ControllerPlace {

@@ -148,6 +148,7 @@ std::vector<UniqueFd> recv_go(int sock, size_t nfds) {
 
 struct Container {
   std::unique_ptr<Cgroup> cgroup;
+  std::unique_ptr<SupervisorCgroup> sup_cgroup;  // the supervisor's threads, charged to the container
   // Never destroyed: its threads run until the shim _exit()s (as every path out of run_shim does).
   std::unique_ptr<SockGuard> guard;  // removed (cgroup left) on the way out
   std::unique_ptr<Supervisor> sup;
@@ -171,6 +172,12 @@ struct StartGuard {
       }
     }
     c.server.reset();  // removes shim.sock
+    if (c.sup_cgroup) {
+      try {
+        c.sup_cgroup->destroy();
+      } catch (const SysError&) {
+      }
+    }
     if (c.guard) c.guard->remove();
     if (c.cgroup) {
       try {
@@ -197,6 +204,8 @@ void start_container(const std::string& bundle, const Config& cfg, Container& c)
   limits.pids_max = cfg.pids_max;
   c.cgroup = open_cgroup(cfg.cgroup);
   c.cgroup->create(limits);
+  // The supervisor works for the container and is charged to it (cgroups.h, SupervisorCgroup).
+  c.sup_cgroup = open_supervisor_cgroup(cfg.cgroup, limits.memory_bytes);
 
   // The socket guard, before the supervisor makes its first host socket (sockguard.h): with a
   // network namespace of its own the workload is handed sockets of the host's, and only the shim
@@ -215,7 +224,7 @@ void start_container(const std::string& bundle, const Config& cfg, Container& c)
       throw;
     }
   }
-  c.sup = std::make_unique<Supervisor>(cfg, c.cgroup.get(), rules);
+  c.sup = std::make_unique<Supervisor>(cfg, c.cgroup.get(), c.sup_cgroup.get(), rules);
   if (c.guard) c.sup->set_host_cgroup(c.guard->cgroup_id());
   c.server->set_supervisor(c.sup.get());
   if (!cfg.meminfo_file.empty()) {
@@ -250,6 +259,18 @@ void start_container(const std::string& bundle, const Config& cfg, Container& c)
   }
   c.pid = pid;
   sync_child.reset();
+
+  // Some of the supervisor's threads sit in the container's memory cgroup. Its OOM killer looks
+  // at thread-group leaders only (mem_cgroup_scan_tasks walks CSS_TASK_ITER_PROCS), and the
+  // shim's leader, its main thread, never joins: the shim, which holds the seccomp listener and
+  // records how the container ended, is not a candidate. Out of the host's OOM killer's reach as
+  // well, as containerd does for its shims, where the shim may (CAP_SYS_RESOURCE): a hint, not a
+  // requirement. Set only now: the container was cloned with the shim's old value; cloned with
+  // this one, it would be a workload the OOM killer never picks.
+  try {
+    write_file("/proc/self/oom_score_adj", "-1000");
+  } catch (const SysError&) {
+  }
   out_w.reset();
   err_w.reset();
 
@@ -377,6 +398,10 @@ void write_line(int fd, const std::string& line) {
   } catch (const SysError&) {
   }
   c.server->finish("{\"event\":\"exit\"," + info.fields_json() + "}");
+  try {
+    c.sup_cgroup->destroy();
+  } catch (const SysError&) {
+  }
   try {
     c.cgroup->destroy();
   } catch (const SysError&) {

@@ -7,6 +7,7 @@
 #include "exec.h"
 #include "hostaddrs.h"
 #include "init.h"
+#include "pacer.h"
 #include "reexec.h"
 #include "rules.h"
 #include "util.h"
@@ -38,6 +39,11 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "berth-shim: %s\n", e.message().c_str());
       return 1;
     }
+  }
+  if (mode == "selftest" && argc == 4 && std::strcmp(argv[2], "pace") == 0) {
+    // The supervisor's CPU pacing (pacer.h), which cgroup v2 hosts rely on, testable anywhere.
+    std::printf("%s\n", berth::pacer_selftest(argv[3]).c_str());
+    return 0;
   }
   if (mode == "selftest" && argc == 4) {
     // The pure parts of the supervisor (JSON, CIDRs, rules, connect decisions), for tests.

@@ -36,6 +36,7 @@
 #include "hostaddrs.h"
 #include "mounts.h"
 #include "namespaces.h"
+#include "pacer.h"
 #include "sockcount.h"
 
 #ifndef PIDFD_THREAD
@@ -61,6 +62,10 @@ namespace {
 constexpr int kThreadsPerListener = 4;
 constexpr size_t kPidCacheMax = 512;
 constexpr size_t kFdinfoCacheMax = 128;
+
+// Set on a supervisor thread whose CPU its container's cgroup cannot be charged for (v2): it
+// paces itself to the container's quota between notifications (SupervisorImpl::thread_started).
+thread_local CpuPacer* t_pacer = nullptr;
 
 long long wall_ms() {
   timespec ts{};
@@ -254,7 +259,8 @@ socklen_t to_sockaddr(const Endpoint& e, int family, sockaddr_storage* ss) {
 
 class Waiter {
  public:
-  Waiter() {
+  // ON_START runs first on the waiter's thread (the supervisor's charge, SupervisorImpl).
+  explicit Waiter(std::function<void()> on_start) {
     ep_.reset(::epoll_create1(EPOLL_CLOEXEC));
     wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!ep_.valid() || !wake_.valid()) throw_errno("BERTH_ERR_SYSCALL", "epoll_create1/eventfd", "supervisor");
@@ -262,7 +268,10 @@ class Waiter {
     ev.events = EPOLLIN;
     ev.data.u64 = 0;
     ::epoll_ctl(ep_.get(), EPOLL_CTL_ADD, wake_.get(), &ev);
-    thread_ = std::thread([this] { run(); });
+    thread_ = std::thread([this, on_start = std::move(on_start)] {
+      on_start();
+      run();
+    });
     thread_.detach();  // lives as long as the shim
   }
 
@@ -459,8 +468,9 @@ ProcStatus proc_status(pid_t pid) {
 
 class SupervisorImpl {
  public:
-  SupervisorImpl(const Config& cfg, Cgroup* cgroup, std::shared_ptr<const Rules> initial)
-      : cfg_(cfg), cgroup_(cgroup), rules_(std::move(initial)) {
+  SupervisorImpl(const Config& cfg, Cgroup* cgroup, SupervisorCgroup* charge, std::shared_ptr<const Rules> initial)
+      : cfg_(cfg), cgroup_(cgroup), charge_(charge), rules_(std::move(initial)) {
+    if (cfg.cpu_quota_us > 0) pacer_ = std::make_unique<CpuPacer>(cfg.cpu_quota_us, cfg.cpu_period_us);
     uint64_t seed = 0;
     (void)!::getrandom(&seed, sizeof seed, 0);
     rng_ = std::make_unique<Rng>(seed ^ static_cast<uint64_t>(::getpid()));
@@ -494,7 +504,7 @@ class SupervisorImpl {
       pid1_ = pid;
       pid1_fd_ = pidfd;
       started_at_ms_ = started_at_ms;
-      waiter_ = std::make_unique<Waiter>();
+      waiter_ = std::make_unique<Waiter>([this] { thread_started(); });
       watch_host_addresses();
       started_ = true;
       early.swap(early_);
@@ -612,7 +622,20 @@ class SupervisorImpl {
   // ---- receiving ----
 
   void serve_listener(ListenerRef l) {
-    for (int i = 0; i < kThreadsPerListener; i++) std::thread([this, l] { serve(l); }).detach();
+    for (int i = 0; i < kThreadsPerListener; i++) {
+      std::thread([this, l] {
+        thread_started();
+        serve(l);
+      }).detach();
+    }
+  }
+
+  // First thing on every thread the supervisor starts: its work is the container's (cgroups.h,
+  // SupervisorCgroup). Where the thread cannot join the container's cpu cgroup and the container
+  // has a CPU limit, it is paced to that limit instead.
+  void thread_started() {
+    const bool charged = charge_ && charge_->join_thread();
+    t_pacer = charged ? nullptr : pacer_.get();
   }
 
   // A listener's threads take turns waiting in SECCOMP_IOCTL_NOTIF_RECV: the one holding recv_mu
@@ -629,6 +652,7 @@ class SupervisorImpl {
     std::vector<unsigned char> buf(std::max<size_t>(sizes.seccomp_notif, sizeof(seccomp_notif)));
     auto* req = reinterpret_cast<seccomp_notif*>(buf.data());
     for (;;) {
+      if (t_pacer) t_pacer->pace();
       {
         std::lock_guard<std::mutex> g(l->recv_mu);
         if (l->gone) return;
@@ -1396,6 +1420,8 @@ class SupervisorImpl {
 
   const Config& cfg_;
   Cgroup* cgroup_;
+  SupervisorCgroup* charge_;
+  std::unique_ptr<CpuPacer> pacer_;  // with a CPU quota: for threads that could not be charged
   // A notification keeps the table it started with (its own reference); set_rules swaps.
   std::atomic<std::shared_ptr<const Rules>> rules_;
   std::mutex rules_mu_;                 // serialises set_rules' check-and-swap
@@ -1435,8 +1461,8 @@ class SupervisorImpl {
   std::vector<std::string> port_events_;
 };
 
-Supervisor::Supervisor(const Config& cfg, Cgroup* cgroup, std::shared_ptr<const Rules> initial)
-    : impl_(std::make_unique<SupervisorImpl>(cfg, cgroup, std::move(initial))) {}
+Supervisor::Supervisor(const Config& cfg, Cgroup* cgroup, SupervisorCgroup* charge, std::shared_ptr<const Rules> initial)
+    : impl_(std::make_unique<SupervisorImpl>(cfg, cgroup, charge, std::move(initial))) {}
 Supervisor::~Supervisor() = default;
 void Supervisor::start(pid_t pid, int pidfd, unsigned long long started_at_ms) { impl_->start(pid, pidfd, started_at_ms); }
 void Supervisor::set_host_cgroup(uint64_t cgroup_id) { impl_->set_host_cgroup(cgroup_id); }

@@ -23,8 +23,10 @@ class SupervisorImpl;
 class Supervisor {
  public:
   // INITIAL is the table read from `rules_file` (or an empty one: no ports, no services, egress
-  // none). CGROUP must outlive the supervisor.
-  Supervisor(const Config& cfg, Cgroup* cgroup, std::shared_ptr<const Rules> initial);
+  // none). CGROUP must outlive the supervisor. CHARGE (may be null; must outlive the supervisor's
+  // threads' start) is joined by every thread the supervisor starts, so that its work is charged
+  // to the container; a thread it cannot charge paces itself to the container's CPU quota.
+  Supervisor(const Config& cfg, Cgroup* cgroup, SupervisorCgroup* charge, std::shared_ptr<const Rules> initial);
   ~Supervisor();
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
