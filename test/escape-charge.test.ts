@@ -5,8 +5,6 @@
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { existsSync, readFileSync, readdirSync } from 'node:fs'
-import { createServer, type Socket } from 'node:net'
-import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
 import { daemonWithBusybox, inspect, ROOT_DIR, skipReason, sleep, until, type TestDaemon } from './helpers.ts'
 
@@ -107,8 +105,8 @@ async function shimOf (d: TestDaemon, name: string): Promise<{ id: string, pid: 
   return { id: info.id, pid: state.pid, shimPid: state.shimPid }
 }
 
-// Opens routed connections (egress: the supervisor makes each host socket and puts it in place of
-// the workload's) to HOST:PORT, where nobody reads, and fills their send buffers.
+// Opens routed connections (to a service: the supervisor makes each host socket and puts it in
+// place of the workload's) to HOST:PORT, where nobody reads, and fills their send buffers.
 const SOCKET_STUFFER = String.raw`
 import json, socket, sys, time
 total = 0
@@ -186,22 +184,22 @@ if (skip !== undefined) {
   })
 
   const memory = controllerMount('memory')
-  const hostIp = Object.values(networkInterfaces()).flat().find(a => a?.family === 'IPv4' && !a.internal)?.address
   t.test('the host sockets the supervisor makes for a container are charged to the container\'s memory', {
     skip: memory === undefined
       ? 'no memory cgroup controller on this machine'
       : memory.version !== 1
         ? 'the memory controller is on cgroup v2, where the supervisor\'s sockets stay the shim\'s (docs/shim.md)'
-        : hostIp === undefined ? 'no non-loopback IPv4 address to route to' : false
+        : false
   }, async t => {
-    const peers: Socket[] = []
-    const server = createServer(sock => { sock.pause(); peers.push(sock) })  // accept, never read
-    await new Promise<void>(resolve => server.listen(0, hostIp, resolve))
-    t.teardown(() => { for (const p of peers) p.destroy(); server.close() })
-    const port = (server.address() as { port: number }).port
+    // The sink: a service that accepts and never reads.
+    const sink = `charge-sink-${process.pid}`
+    t.teardown(async () => { await d.cli(['rm', '-f', sink]) })
+    await d.ok(['run', '-d', '--name', sink, '--port', 'sink:7000', 'host', 'python3', '-c',
+      'import socket, time\ns = socket.socket()\ns.bind(("0.0.0.0", 7000))\ns.listen(64)\nprint("listening", flush=True)\nheld = []\nwhile True:\n    held.append(s.accept()[0])'])
+    t.ok(await until(async () => (await d.cli(['logs', sink])).stdout.includes('listening'), 30_000), 'the sink listens')
     const name = `charge-mem-${process.pid}`
     t.teardown(async () => { await d.cli(['rm', '-f', name]) })
-    await d.ok(['run', '-d', '--name', name, '--memory', '256M', '--egress', 'all', 'host', 'python3', '-c', SOCKET_STUFFER, hostIp as string, String(port)])
+    await d.ok(['run', '-d', '--name', name, '--memory', '256M', '--egress', 'none', 'host', 'python3', '-c', SOCKET_STUFFER, sink, '7000'])
     const c = await shimOf(d, name)
     const r = await until(async () => {
       const l = await d.cli(['logs', name])
