@@ -414,10 +414,13 @@ except OSError as e:
   })
 
   t.test('calls events are batched to clients', async t => {
-    const got = control(client.dir, [], g => g.some(l => l.includes('"event":"calls"')))
+    // The connect's batch: python's start-up makes trapped calls of its own (sysinfo), which may
+    // come in an earlier batch on a loaded machine.
+    const isConnectBatch = (l: string): boolean => l.includes('"event":"calls"') && l.includes('"call":"connect"')
+    const got = control(client.dir, [], g => g.some(isConnectBatch))
     await py(client, 'import socket\nsocket.create_connection(("10.213.4.7", 80), 5)')
-    const ev = JSON.parse((await got).find(l => l.includes('"event":"calls"')) ?? '{}')
-    t.match(ev.counts, [{ call: 'connect', action: 'routed', target: '10.213.4.7:80' }])
+    const ev = JSON.parse((await got).find(isConnectBatch) ?? '{}')
+    t.match(ev.counts?.find((c: any) => c.call === 'connect'), { call: 'connect', action: 'routed', target: '10.213.4.7:80' })
   })
 
   t.test('sysinfo and free show the memory limit; uname_release; mknod; mount', async t => {
