@@ -17,6 +17,7 @@
 
 #include "cgroups.h"
 #include "config.h"
+#include "devices.h"
 #include "exec.h"
 #include "init.h"
 #include "logs.h"
@@ -147,6 +148,7 @@ std::vector<UniqueFd> recv_go(int sock, size_t nfds) {
 
 struct Container {
   std::unique_ptr<Cgroup> cgroup;
+  std::unique_ptr<DeviceCgroup> devices;
   // Never destroyed: its threads run until the shim _exit()s (as every path out of run_shim does).
   std::unique_ptr<Supervisor> sup;
   std::unique_ptr<ControlServer> server;
@@ -175,8 +177,19 @@ struct StartGuard {
       } catch (const SysError&) {
       }
     }
+    if (c.devices) {
+      try {
+        c.devices->destroy();
+      } catch (const SysError&) {
+      }
+    }
   }
 };
+
+TreeAttrs bind_attrs(const BindMount& b, int userns_fd) {
+  return TreeAttrs{.recursive = b.recursive, .readonly = b.readonly, .nosuid = b.nosuid, .nofollow = b.nofollow,
+                   .userns_fd = userns_fd};
+}
 
 void start_container(const std::string& bundle, const Config& cfg, Container& c) {
   StartGuard guard{c};
@@ -194,6 +207,9 @@ void start_container(const std::string& bundle, const Config& cfg, Container& c)
   limits.pids_max = cfg.pids_max;
   c.cgroup = open_cgroup(cfg.cgroup);
   c.cgroup->create(limits);
+  // The device allow-list (devices.h), in place before the container's first instruction too.
+  c.devices = open_device_cgroup(cfg.cgroup);
+  c.devices->create();
 
   // The supervisor's first table, before anything runs: the workload's very first bind or
   // connect already sees it (docs/proxy.md). Without one: no ports, no services, egress none.
@@ -247,6 +263,7 @@ void start_container(const std::string& bundle, const Config& cfg, Container& c)
   // Into the cgroup before the child runs a single instruction of the workload (and before it
   // unshares its cgroup namespace, whose root is where it is at that moment).
   c.cgroup->add_process(pid);
+  c.devices->add_process(pid);
 
   std::vector<UniqueFd> trees;
   if (cfg.userns()) {
@@ -256,16 +273,16 @@ void start_container(const std::string& bundle, const Config& cfg, Container& c)
     std::string ns = "/proc/" + std::to_string(pid) + "/ns/user";
     UniqueFd userns(::open(ns.c_str(), O_RDONLY | O_CLOEXEC));
     if (!userns.valid()) throw_errno("BERTH_ERR_NAMESPACE", "open", ns);
-    trees.push_back(clone_tree(cfg.image, true, true, userns.get()));
-    for (const auto& b : cfg.binds) trees.push_back(clone_tree(b.src, b.recursive, b.readonly, b.idmap ? userns.get() : -1));
+    trees.push_back(clone_tree(cfg.image, TreeAttrs{.recursive = true, .readonly = true, .userns_fd = userns.get()}));
+    for (const auto& b : cfg.binds) trees.push_back(clone_tree(b.src, bind_attrs(b, b.idmap ? userns.get() : -1)));
   } else {
-    trees.push_back(clone_tree(cfg.image, true, true, -1));
-    for (const auto& b : cfg.binds) trees.push_back(clone_tree(b.src, b.recursive, b.readonly, -1));
+    trees.push_back(clone_tree(cfg.image, TreeAttrs{.recursive = true, .readonly = true}));
+    for (const auto& b : cfg.binds) trees.push_back(clone_tree(b.src, bind_attrs(b, -1)));
   }
   // The virtual /proc/meminfo, read-only, cloned by the host like the binds: the container's
   // root may not be able to reach the bundle by path (a 0700 data dir).
   if (!cfg.meminfo_file.empty()) {
-    trees.push_back(clone_tree(cfg.meminfo_file, false, true, -1));
+    trees.push_back(clone_tree(cfg.meminfo_file, TreeAttrs{.readonly = true}));
   }
   std::vector<int> raw;
   for (auto& t : trees) raw.push_back(t.get());
@@ -370,6 +387,10 @@ void write_line(int fd, const std::string& line) {
   c.server->finish("{\"event\":\"exit\"," + info.fields_json() + "}");
   try {
     c.cgroup->destroy();
+  } catch (const SysError&) {
+  }
+  try {
+    c.devices->destroy();
   } catch (const SysError&) {
   }
   ::_exit(0);

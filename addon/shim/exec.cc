@@ -17,6 +17,7 @@
 
 #include "caps.h"
 #include "cgroups.h"
+#include "devices.h"
 #include "config.h"
 #include "namespaces.h"
 #include "seccomp.h"
@@ -253,7 +254,10 @@ int cmd_exec(int argc, char** argv) {
 
     // The cgroup first, while the host's /sys/fs/cgroup is still our mount namespace's.
     auto cg = open_cgroup(cfg.cgroup);
-    for (const auto& procs : cg->procs_files()) {
+    std::vector<std::string> procs_files = cg->procs_files();
+    // The device allow-list's v1 cgroup too: an exec'd process is fenced like PID 1.
+    for (const auto& f : open_device_cgroup(cfg.cgroup)->procs_files()) procs_files.push_back(f);
+    for (const auto& procs : procs_files) {
       try {
         write_file(procs, std::to_string(::getpid()));
       } catch (SysError& e) {
