@@ -12,9 +12,14 @@ export const NOBODY = 65534
 
 export interface Ran { code: number, stdout: string, stderr: string }
 
-/** Runs argv as uid/gid 65534 (nobody) with no supplementary groups and no capabilities. */
+/**
+ * Runs argv as uid/gid 65534 (nobody) with no supplementary groups and no capabilities. setpriv
+ * still holds root's capabilities when it execs, so its own exec would resolve the path with
+ * CAP_DAC_OVERRIDE: a shell, already plain nobody, makes the exec that counts.
+ */
 export function asNobody (argv: string[]): Ran {
-  const r = spawnSync('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--inh-caps=-all', '--', ...argv], { encoding: 'utf8', timeout: 30_000 })
+  const r = spawnSync('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--inh-caps=-all', '--',
+    '/bin/sh', '-c', 'exec "$@"', 'sh', ...argv], { encoding: 'utf8', timeout: 30_000 })
   return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? r.error?.message ?? '' }
 }
 
