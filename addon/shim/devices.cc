@@ -164,7 +164,16 @@ class Devices : public DeviceCgroup {
                    "c " + std::to_string(a.major) + ":" + (a.minor < 0 ? "*" : std::to_string(a.minor)) + " rwm");
       }
     }
-    if (!v2_dir_.empty()) attach_device_program(v2_dir_);
+    if (!v2_dir_.empty()) {
+      try {
+        attach_device_program(v2_dir_);
+      } catch (const SysError&) {
+        // A kernel without cgroup BPF: the v1 list is the fence then. Without that either,
+        // the container does not start unfenced.
+        if (v1_dir_.empty()) throw;
+        v2_dir_.clear();
+      }
+    }
   }
 
   void add_process(pid_t pid) override {

@@ -118,14 +118,19 @@ void install_proxy_filter(const FilterPlan& plan) {
   static const char kReq[] = "listener\n";
   send_fd(plan.fd, kReq, sizeof kReq - 1, listener.get());
   listener.reset();
-  // Wait for the reply: the shim has registered the listener once it answers.
-  char c = 0;
+  // Wait for the reply: the shim has registered the listener once it answers. The shim also
+  // sends every client its unprompted events (calls, port), which may come first: skip them.
   std::string reply;
-  while (reply.size() < 512) {
-    ssize_t n = ::read(plan.fd, &c, 1);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0 || c == '\n') break;
-    reply += c;
+  for (int lines = 0; lines < 64; lines++) {
+    char c = 0;
+    reply.clear();
+    while (reply.size() < 4096) {
+      ssize_t n = ::read(plan.fd, &c, 1);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0 || c == '\n') break;
+      reply += c;
+    }
+    if (reply.rfind("{\"event\":", 0) != 0) break;
   }
   if (reply.rfind("{\"ok\":true", 0) != 0) throw_error("BERTH_ERR_SECCOMP", "the shim refused the exec's seccomp listener: " + reply);
 }
