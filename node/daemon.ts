@@ -44,9 +44,12 @@ export async function startDaemon (config: DaemonConfig): Promise<Daemon> {
   if (process.getuid?.() !== 0) {
     throw berthError('BERTH_ERR_NOT_ROOT', 'berthd must run as root', 'run it with sudo, or as the systemd unit in deploy/', 125)
   }
-  await mkdir(config.dataDir, { recursive: true, mode: 0o711 })
-  // Containers' roots are unprivileged host uids that must traverse into their bundles.
-  await chmod(config.dataDir, 0o711)
+  // Only root enters the data dir: it holds images (untrusted content with setuid binaries and
+  // whatever else their archives carried) and containers' files. Nothing needs a container's
+  // uid to traverse it: the shim opens and clones every path as host root. chmod also tightens
+  // a data dir made 0711 by older versions (images/ and containers/ are tightened by their owners).
+  await mkdir(config.dataDir, { recursive: true, mode: 0o700 })
+  await chmod(config.dataDir, 0o700)
   const store = await openStore({ path: join(config.dataDir, 'store') })
   let images: ImageStore | undefined
   let runtime: Runtime | undefined
@@ -82,7 +85,8 @@ export async function startDaemon (config: DaemonConfig): Promise<Daemon> {
       dataDir: config.dataDir,
       shimPath: shimPath(),
       logMaxBytes: config.logMaxBytes,
-      routedMax: config.routedMax
+      routedMax: config.routedMax,
+      socketPath: config.socketPath
     })
     const fleet = cluster
     const endpoints = new FleetEndpointRegistry(fleet)

@@ -2,7 +2,8 @@
 // directory inside a temp dir and owns clean-up: everything here may fail half-way.
 //
 // Sources, told apart by content (magic bytes), not by name:
-//   directory        tar pipe (tar -c | tar -x): owners, modes, xattrs, symlinks, hard links, devices
+//   directory        tar pipe (tar -c | tar -x): owners, modes, xattrs, symlinks, hard links
+//                    (device nodes of any source are removed afterwards: dropDeviceNodes)
 //   tar, tar.gz      streamed into GNU tar (gzip decompressed by zlib)
 //   OCI archive      `oci-layout` + `index.json` → manifest → config + layers
 //   docker save      `manifest.json` → Config + Layers
@@ -32,7 +33,7 @@ import { createGunzip } from 'node:zlib'
 import {
   AbortError, ImageFormatError, ImageImportError, ImageSourceNotFoundError
 } from './errors.ts'
-import { apparentSize, spawnTool, ToolError } from './proc.ts'
+import { apparentSize, runTool, spawnTool, ToolError } from './proc.ts'
 import type { ImageConfig, ImageFormat } from './records.ts'
 import { BLOCK, indexTarFile, isTarHeader, listTarStream, normalizeName, TarFormatError } from './tar-index.ts'
 import type { TarEntry } from './tar-index.ts'
@@ -598,6 +599,18 @@ async function applyWhiteouts (rootfs: string, what: string, entries: TarEntry[]
     if (e.type === '5' && !st.isDirectory()) await unlink(abs)
     else if (e.type !== '5' && st.isDirectory()) await rm(abs, { recursive: true, force: true })
   }
+}
+
+/**
+ * Removes every block and character device node from an unpacked rootfs, returning their paths
+ * (relative). An image's device node is a node on the host's filesystem, owned by host root
+ * with whatever mode the archive chose: a 0666 node of a host disk would open that disk for
+ * anyone who reaches it, and for a `--userns host` container. A container gets its own /dev
+ * (null, zero, full, random, urandom, tty, pts), so an image never needs one.
+ */
+export async function dropDeviceNodes (rootfs: string): Promise<string[]> {
+  const out = await runTool('find', [rootfs, '-xdev', '(', '-type', 'b', '-o', '-type', 'c', ')', '-print0', '-delete'])
+  return out.split('\0').filter(p => p !== '').map(p => p.slice(rootfs.length + 1))
 }
 
 export function sha256 (data: string | Buffer): string {

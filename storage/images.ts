@@ -16,7 +16,7 @@ import {
   BerthError, ImageBuiltinError, ImageExistsError, ImageImportError, ImageInUseError, ImageNotFoundError,
   InvalidNameError
 } from './errors.ts'
-import { importSource, sha256 } from './image-import.ts'
+import { dropDeviceNodes, importSource, sha256 } from './image-import.ts'
 import type { ImportProgress } from './image-import.ts'
 import { planHostImage, writeEtc, writeSkeleton } from './host-image.ts'
 import { apparentSize, removeTree } from './proc.ts'
@@ -104,9 +104,11 @@ class LocalImageStore implements ImageStore {
   }
 
   private async ensureDirs (): Promise<void> {
-    await mkdir(this.imagesDir, { recursive: true })
-    // traversable but not listable by others: the shim opens rootfs paths under it
-    await chmod(this.imagesDir, 0o711)
+    await mkdir(this.imagesDir, { recursive: true, mode: 0o700 })
+    // Only root enters: an image is untrusted content (setuid-root binaries, whatever an archive
+    // carries) owned by host root. The shim clones rootfs paths as host root, so no container
+    // uid needs to traverse this; the chmod also tightens dirs made 0711 by older versions.
+    await chmod(this.imagesDir, 0o700)
   }
 
   async list (): Promise<ImageRecord[]> {
@@ -147,7 +149,8 @@ class LocalImageStore implements ImageStore {
       const res = await importSource(join(tmp, 'rootfs'), src, {
         onProgress: opts.onProgress, signal: opts.signal, forbidden: [this.dataDir]
       })
-      await chmod(tmp, 0o755)
+      const dropped = await dropDeviceNodes(join(tmp, 'rootfs'))
+      if (dropped.length > 0) log('image %s: dropped %d device node(s): %s', name, dropped.length, dropped.slice(0, 10).join(' '))
       try {
         await rename(tmp, final)
       } catch (err) {
@@ -214,7 +217,11 @@ class LocalImageStore implements ImageStore {
       const p = join(this.imagesDir, entry)
       if (this.activeTmp.has(p) || this.busy.has(entry)) continue
       const stale = entry.startsWith(TMP_PREFIX) || (!entry.startsWith('.') && !records.has(entry))
-      if (!stale) continue
+      if (!stale) {
+        // images/NAME was 0755 in older versions: tightened too, in case images/ ever is not.
+        await chmod(p, 0o700).catch((e: unknown) => log('chmod %s: %o', p, e))
+        continue
+      }
       try {
         await removeTree(p)
         removed.push(p)
@@ -250,7 +257,6 @@ class LocalImageStore implements ImageStore {
         await mkdir(join(tmp, 'rootfs'), { mode: 0o755 })
         await writeSkeleton(join(tmp, 'rootfs'), plan)
         await writeEtc(join(tmp, 'rootfs', 'etc'), plan)
-        await chmod(tmp, 0o755)
         await removeTree(dir).catch(() => {}) // a partial dir without rootfs
         await rename(tmp, dir)
       } else {

@@ -23,8 +23,8 @@ export interface ProxySpec {
   /** 'all', 'none', or CIDRs */
   egress: { mode: 'all' | 'none' | 'cidrs'; cidrs: string[] }
   unameRelease?: string
-  /** `--mount HOSTPATH:CONTAINERPATH[:ro]` */
-  mounts: Array<{ src: string; dst: string; ro: boolean }>
+  /** `--mount HOSTPATH:CONTAINERPATH[:ro|rw[,idmap]]`; src is the real path the daemon checked */
+  mounts: Array<{ src: string; dst: string; ro: boolean; idmap?: boolean }>
   /** call classes trapped from the start for chaos rules beyond connect/bind/sendto, e.g. ['open'] */
   chaosCalls: string[]
 }
@@ -58,7 +58,7 @@ export type Validator = (value: unknown) => string | undefined
 export const CONTAINER_STATES: readonly ContainerRecord['state'][] = ['created', 'running', 'exited', 'removing']
 export const RESTART_POLICIES: readonly ContainerRecord['restart'][] = ['no', 'on-failure', 'always']
 export const IMAGE_FORMATS: readonly ImageFormat[] = ['host', 'dir', 'tar', 'tar.gz', 'oci', 'docker-archive']
-export const BIND_OPTS: readonly string[] = ['ro', 'rw', 'rec', 'idmap']
+export const BIND_OPTS: readonly string[] = ['ro', 'rw', 'rec', 'idmap', 'nosuid', 'nodev', 'nofollow']
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
 const isStrArr = (v: unknown): v is string[] => Array.isArray(v) && v.every(s => typeof s === 'string')
@@ -111,7 +111,7 @@ const isPort = (v: unknown): boolean => isObj(v) && nonEmpty(v.name) && isUint(v
 const isProxySpec = (v: unknown): boolean => isObj(v) && Array.isArray(v.ports) && v.ports.every(isPort) &&
   isObj(v.egress) && oneOf(['all', 'none', 'cidrs'])(v.egress.mode) && isStrArr(v.egress.cidrs) &&
   (v.unameRelease === undefined || str(v.unameRelease)) && isStrArr(v.chaosCalls) &&
-  Array.isArray(v.mounts) && v.mounts.every(m => isObj(m) && nonEmpty(m.src) && nonEmpty(m.dst) && bool(m.ro))
+  Array.isArray(v.mounts) && v.mounts.every(m => isObj(m) && nonEmpty(m.src) && nonEmpty(m.dst) && bool(m.ro) && (m.idmap === undefined || bool(m.idmap)))
 
 const isBind = (v: unknown): boolean =>
   isObj(v) && typeof v.src === 'string' && typeof v.dst === 'string' &&

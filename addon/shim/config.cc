@@ -60,6 +60,10 @@ BindMount parse_bind(const std::string& v) {
     else if (o == "rw") m.readonly = false;
     else if (o == "rec") m.recursive = true;
     else if (o == "idmap") m.idmap = true;
+    else if (o == "nosuid") m.nosuid = true;
+    else if (o == "nodev") {
+      // always applied; accepted so the daemon can say so
+    } else if (o == "nofollow") m.nofollow = true;
     else bad("bind", "unknown option `" + o + "`");
     i = j + 1;
   }

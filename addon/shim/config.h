@@ -14,6 +14,10 @@ struct BindMount {
   bool readonly = false;
   bool recursive = false;
   bool idmap = false;
+  bool nosuid = false;    // setuid/setgid bits and file capabilities do nothing through it
+  bool nofollow = false;  // SRC must be a real path: a symlink anywhere on it fails the bind
+  // Every bind is nodev, whatever OPTS say: no bind ever needs a working device node (the
+  // container's /dev is made apart), and a node of a host disk in a bound tree must stay inert.
 };
 
 struct Config {

@@ -17,6 +17,7 @@
 
 #include "cgroups.h"
 #include "config.h"
+#include "devices.h"
 #include "exec.h"
 #include "init.h"
 #include "logs.h"
@@ -149,8 +150,9 @@ std::vector<UniqueFd> recv_go(int sock, size_t nfds) {
 struct Container {
   std::unique_ptr<Cgroup> cgroup;
   std::unique_ptr<SupervisorCgroup> sup_cgroup;  // the supervisor's threads, charged to the container
-  // Never destroyed: its threads run until the shim _exit()s (as every path out of run_shim does).
+  std::unique_ptr<DeviceCgroup> devices;
   std::unique_ptr<SockGuard> guard;  // removed (cgroup left) on the way out
+  // Never destroyed: its threads run until the shim _exit()s (as every path out of run_shim does).
   std::unique_ptr<Supervisor> sup;
   std::unique_ptr<ControlServer> server;
   std::unique_ptr<LogWriter> log;
@@ -185,8 +187,19 @@ struct StartGuard {
       } catch (const SysError&) {
       }
     }
+    if (c.devices) {
+      try {
+        c.devices->destroy();
+      } catch (const SysError&) {
+      }
+    }
   }
 };
+
+TreeAttrs bind_attrs(const BindMount& b, int userns_fd) {
+  return TreeAttrs{.recursive = b.recursive, .readonly = b.readonly, .nosuid = b.nosuid, .nofollow = b.nofollow,
+                   .userns_fd = userns_fd};
+}
 
 void start_container(const std::string& bundle, const Config& cfg, Container& c) {
   StartGuard guard{c};
@@ -211,6 +224,9 @@ void start_container(const std::string& bundle, const Config& cfg, Container& c)
   // network namespace of its own the workload is handed sockets of the host's, and only the shim
   // may connect or bind those. With net=host nothing is handed over, so nothing is guarded.
   if (cfg.private_net) c.guard = SockGuard::install(cfg.cgroup + ".shim");
+  // The device allow-list (devices.h), in place before the container's first instruction too.
+  c.devices = open_device_cgroup(cfg.cgroup);
+  c.devices->create();
 
   // The supervisor's first table, before anything runs: the workload's very first bind or
   // connect already sees it (docs/proxy.md). Without one: no ports, no services, egress none.
@@ -277,6 +293,7 @@ void start_container(const std::string& bundle, const Config& cfg, Container& c)
   // Into the cgroup before the child runs a single instruction of the workload (and before it
   // unshares its cgroup namespace, whose root is where it is at that moment).
   c.cgroup->add_process(pid);
+  c.devices->add_process(pid);
 
   std::vector<UniqueFd> trees;
   if (cfg.userns()) {
@@ -286,16 +303,16 @@ void start_container(const std::string& bundle, const Config& cfg, Container& c)
     std::string ns = "/proc/" + std::to_string(pid) + "/ns/user";
     UniqueFd userns(::open(ns.c_str(), O_RDONLY | O_CLOEXEC));
     if (!userns.valid()) throw_errno("BERTH_ERR_NAMESPACE", "open", ns);
-    trees.push_back(clone_tree(cfg.image, true, true, userns.get()));
-    for (const auto& b : cfg.binds) trees.push_back(clone_tree(b.src, b.recursive, b.readonly, b.idmap ? userns.get() : -1));
+    trees.push_back(clone_tree(cfg.image, TreeAttrs{.recursive = true, .readonly = true, .userns_fd = userns.get()}));
+    for (const auto& b : cfg.binds) trees.push_back(clone_tree(b.src, bind_attrs(b, b.idmap ? userns.get() : -1)));
   } else {
-    trees.push_back(clone_tree(cfg.image, true, true, -1));
-    for (const auto& b : cfg.binds) trees.push_back(clone_tree(b.src, b.recursive, b.readonly, -1));
+    trees.push_back(clone_tree(cfg.image, TreeAttrs{.recursive = true, .readonly = true}));
+    for (const auto& b : cfg.binds) trees.push_back(clone_tree(b.src, bind_attrs(b, -1)));
   }
   // The virtual /proc/meminfo, read-only, cloned by the host like the binds: the container's
   // root may not be able to reach the bundle by path (a 0700 data dir).
   if (!cfg.meminfo_file.empty()) {
-    trees.push_back(clone_tree(cfg.meminfo_file, false, true, -1));
+    trees.push_back(clone_tree(cfg.meminfo_file, TreeAttrs{.readonly = true}));
   }
   std::vector<int> raw;
   for (auto& t : trees) raw.push_back(t.get());
@@ -407,6 +424,10 @@ void write_line(int fd, const std::string& line) {
   } catch (const SysError&) {
   }
   if (c.guard) c.guard->remove();
+  try {
+    c.devices->destroy();
+  } catch (const SysError&) {
+  }
   ::_exit(0);
 }
 

@@ -17,6 +17,7 @@
 
 #include "caps.h"
 #include "cgroups.h"
+#include "devices.h"
 #include "config.h"
 #include "namespaces.h"
 #include "seccomp.h"
@@ -117,22 +118,21 @@ void install_proxy_filter(const FilterPlan& plan) {
   static const char kReq[] = "listener\n";
   send_fd(plan.fd, kReq, sizeof kReq - 1, listener.get());
   listener.reset();
-  // Wait for the reply: the shim has registered the listener once it answers. The shim sends
-  // its event lines (docs/proxy.md, "Events") to every client, this one too, and one may come
-  // first: skip them (bounded: a shim that only ever sent events would be broken).
+  // Wait for the reply: the shim has registered the listener once it answers. The shim also
+  // sends every client its unprompted events (calls, port), which may come first: skip them.
   std::string reply;
-  for (int lines = 0; lines < 10000; lines++) {
-    reply.clear();
+  for (int lines = 0; lines < 64; lines++) {
     char c = 0;
-    for (;;) {
+    reply.clear();
+    while (reply.size() < 4096) {
       ssize_t n = ::read(plan.fd, &c, 1);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0 || c == '\n') break;
-      if (reply.size() < 65536) reply += c;
+      reply += c;
     }
     if (reply.rfind("{\"event\":", 0) != 0) break;
   }
-  if (reply.rfind("{\"ok\":true", 0) != 0) throw_error("BERTH_ERR_SECCOMP", "the shim refused the exec's seccomp listener: " + reply.substr(0, 512));
+  if (reply.rfind("{\"ok\":true", 0) != 0) throw_error("BERTH_ERR_SECCOMP", "the shim refused the exec's seccomp listener: " + reply);
 }
 
 }  // namespace
@@ -259,7 +259,10 @@ int cmd_exec(int argc, char** argv) {
 
     // The cgroup first, while the host's /sys/fs/cgroup is still our mount namespace's.
     auto cg = open_cgroup(cfg.cgroup);
-    for (const auto& procs : cg->procs_files()) {
+    std::vector<std::string> procs_files = cg->procs_files();
+    // The device allow-list's v1 cgroup too: an exec'd process is fenced like PID 1.
+    for (const auto& f : open_device_cgroup(cfg.cgroup)->procs_files()) procs_files.push_back(f);
+    for (const auto& procs : procs_files) {
       try {
         write_file(procs, std::to_string(::getpid()));
       } catch (SysError& e) {

@@ -1,5 +1,6 @@
 // berth-shim: the per-container helper (docs/shim.md).
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -15,9 +16,15 @@
 namespace {
 
 constexpr const char* kUsage =
-    "usage: berth-shim create BUNDLE\n"
-    "       berth-shim exec BUNDLE [-e KEY=VALUE]... [--cwd DIR] -- COMMAND [ARG...]\n"
-    "       berth-shim version\n";
+    "usage: berth-shim create BUNDLE|-\n"
+    "       berth-shim exec BUNDLE|- [-e KEY=VALUE]... [--cwd DIR] -- COMMAND [ARG...]\n"
+    "       berth-shim version\n"
+    "(-: the bundle path is in $BERTH_SHIM_BUNDLE)\n";
+
+// The bundle path may come in the environment instead of argv: any local user reads
+// /proc/PID/cmdline, only root a root process's /proc/PID/environ. Taken out of the
+// environment at once, so nothing the shim starts inherits it.
+constexpr const char* kBundleEnv = "BERTH_SHIM_BUNDLE";
 
 }  // namespace
 
@@ -66,6 +73,17 @@ int main(int argc, char** argv) {
     return 125;
   }
   berth::remember_command_line(argc, argv);
+  if (argc > 2 && std::strcmp(argv[2], "-") == 0) {
+    const char* bundle = std::getenv(kBundleEnv);
+    if (bundle == nullptr || *bundle == '\0') {
+      berth::SysError e{"BERTH_ERR_CONFIG", "", "", 0, std::string("bundle `-` but $") + kBundleEnv + " is not set"};
+      if (mode == "create") std::printf("%s\n", e.to_json().c_str());
+      else std::fprintf(stderr, "berth-shim: %s\n", e.message().c_str());
+      return mode == "create" ? 1 : 125;
+    }
+    argv[2] = ::strdup(bundle);  // argv's own memory (what /proc/PID/cmdline shows) keeps "-"
+    ::unsetenv(kBundleEnv);
+  }
   if (mode == "create") {
     if (argc != 3) {
       std::fputs(kUsage, stderr);

@@ -127,18 +127,35 @@ bool is_dir(int fd) {
 
 }  // namespace
 
-UniqueFd clone_tree(const std::string& path, bool recursive, bool readonly, int userns_fd) {
-  UniqueFd tree(::open_tree(AT_FDCWD, path.c_str(),
-                            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0)));
+UniqueFd clone_tree(const std::string& path, const TreeAttrs& a) {
+  unsigned flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (a.recursive ? AT_RECURSIVE : 0);
+  UniqueFd tree;
+  if (a.nofollow) {
+    // The daemon checked this exact path (a user's --mount source, resolved to its real path):
+    // a symlink on it now means something was swapped in after the check. Refuse rather than
+    // follow it to what the check never saw.
+    open_how how{};
+    how.flags = O_PATH | O_CLOEXEC;
+    how.resolve = RESOLVE_NO_SYMLINKS;
+    long fd;
+    do fd = ::syscall(SYS_openat2, AT_FDCWD, path.c_str(), &how, sizeof how);
+    while (fd < 0 && errno == EAGAIN);
+    if (fd < 0) throw_errno(kErr, "openat2", path + " (without following symlinks)");
+    UniqueFd at(static_cast<int>(fd));
+    tree.reset(::open_tree(at.get(), "", flags | AT_EMPTY_PATH));
+  } else {
+    tree.reset(::open_tree(AT_FDCWD, path.c_str(), flags));
+  }
   if (!tree.valid()) throw_errno(kErr, "open_tree", path);
   mount_attr attr{};
-  if (readonly) attr.attr_set |= MOUNT_ATTR_RDONLY;
-  if (userns_fd >= 0) {
+  attr.attr_set = MOUNT_ATTR_NODEV;
+  if (a.readonly) attr.attr_set |= MOUNT_ATTR_RDONLY;
+  if (a.nosuid) attr.attr_set |= MOUNT_ATTR_NOSUID;
+  if (a.userns_fd >= 0) {
     attr.attr_set |= MOUNT_ATTR_IDMAP;
-    attr.userns_fd = static_cast<uint64_t>(userns_fd);
+    attr.userns_fd = static_cast<uint64_t>(a.userns_fd);
   }
-  if (attr.attr_set &&
-      ::mount_setattr(tree.get(), "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &attr, sizeof attr) < 0)
+  if (::mount_setattr(tree.get(), "", AT_EMPTY_PATH | (a.recursive ? AT_RECURSIVE : 0), &attr, sizeof attr) < 0)
     throw_errno(kErr, "mount_setattr", path);
   return tree;
 }
@@ -180,7 +197,11 @@ UniqueFd mount_overlay(const Config& cfg, BundleDirs& dirs, UniqueFd lower_tree)
     throw_errno(kErr, "fsconfig", "overlay userxattr");
   if (::fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0)
     throw_errno(kErr, "fsconfig", "overlay create (lower " + cfg.image + ")");
-  UniqueFd mnt(::fsmount(fs.get(), FSMOUNT_CLOEXEC, 0));
+  // nodev: a device node in the image (one imported by an older berth, which kept them) or
+  // made in the upper layer opens nothing. In a user namespace the kernel already ignores
+  // nodes on this superblock; with --userns host only this flag does. The container's /dev is
+  // a separate tmpfs with binds of the host's safe nodes.
+  UniqueFd mnt(::fsmount(fs.get(), FSMOUNT_CLOEXEC, MOUNT_ATTR_NODEV));
   if (!mnt.valid()) throw_errno(kErr, "fsmount", "overlay");
   attach(mnt.get(), dirs.rootfs.get(), "rootfs");
   return mnt;  // the overlay's root, attached on BUNDLE/rootfs

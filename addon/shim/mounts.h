@@ -12,11 +12,21 @@ namespace berth {
 
 // --- parent side (host user and mount namespace) ---
 
-// A detached copy of PATH (open_tree OPEN_TREE_CLONE), made read-only and/or idmapped to the
-// user namespace USERNS_FD (-1: no idmap) before the child attaches it. Idmapping has to happen
-// here: it needs CAP_SYS_ADMIN over the *source* mount's user namespace, which the container's
-// own user namespace never has. Throws BERTH_ERR_MOUNT.
-UniqueFd clone_tree(const std::string& path, bool recursive, bool readonly, int userns_fd);
+// How clone_tree makes its copy. Every tree is nodev.
+struct TreeAttrs {
+  bool recursive = false;
+  bool readonly = false;
+  bool nosuid = false;
+  bool nofollow = false;  // resolve PATH with RESOLVE_NO_SYMLINKS: it must be a real path
+  int userns_fd = -1;     // idmap to this user namespace; -1: no idmap
+};
+
+// A detached copy of PATH (open_tree OPEN_TREE_CLONE) with the attributes of A set before the
+// child attaches it. Idmapping has to happen here: it needs CAP_SYS_ADMIN over the *source*
+// mount's user namespace, which the container's own user namespace never has. So does any
+// attribute the container must not be able to clear: the child's mount namespace belongs to
+// its user namespace. Throws BERTH_ERR_MOUNT.
+UniqueFd clone_tree(const std::string& path, const TreeAttrs& a);
 
 // --- child side (container's namespaces, before pivot_root) ---
 

@@ -2,7 +2,7 @@
 // same things earlier (for exit code 2), but the API never trusts its client.
 import type { ContainerRecord, ImageRecord } from '../../storage/index.ts'
 import { UsageError } from '../errors.ts'
-import type { RunSpec } from '../runtime/runtime.ts'
+import type { MountSpec, RunSpec } from '../runtime/runtime.ts'
 import { parseEgress, parsePortFlag, parsePublishFlag } from '../proxy/net.ts'
 
 export function containerView (r: ContainerRecord): Record<string, unknown> {
@@ -83,18 +83,31 @@ function optBool (v: unknown, field: string): boolean | undefined {
   return v
 }
 
-/** `--mount HOSTPATH:CONTAINERPATH[:ro]`: a bind of a virtual copy (a library, a directory). */
-export function parseMountFlag (text: string): { src: string, dst: string, ro: boolean } {
+/**
+ * `--mount HOSTPATH:CONTAINERPATH[:OPTS]`, OPTS a comma list of `ro` (the default), `rw` and
+ * `idmap`. A bind is the host's own directory or file, not a copy: read-only unless `rw` is asked
+ * for, and shown with the host's owners unless `idmap` is (then host root's files are the
+ * container root's, and with `rw` the container writes them as host root). Which host paths
+ * may be bound at all is the daemon's call (node/runtime/mounts.ts): only it knows its data dir.
+ */
+export function parseMountFlag (text: string): MountSpec {
   const parts = text.split(':')
-  const ro = parts.length === 3 && parts[2] === 'ro'
-  if (parts.length < 2 || parts.length > 3 || (parts.length === 3 && parts[2] !== 'ro' && parts[2] !== 'rw')) {
-    throw new UsageError('BERTH_ERR_BAD_MOUNT', `bad --mount "${text}"`, 'use HOSTPATH:CONTAINERPATH[:ro]')
+  const usage = 'use HOSTPATH:CONTAINERPATH[:ro|rw[,idmap]], e.g. --mount /opt/libssl1.1:/usr/lib/legacy'
+  if (parts.length < 2 || parts.length > 3) {
+    throw new UsageError('BERTH_ERR_BAD_MOUNT', `bad --mount "${text}"`, usage)
   }
   const [src, dst] = parts
-  if (!src.startsWith('/') || !dst.startsWith('/') || dst.split('/').includes('..') || src.split('/').includes('..')) {
-    throw new UsageError('BERTH_ERR_BAD_MOUNT', `bad --mount "${text}": both paths must be absolute, without ".."`, 'e.g. --mount /opt/libssl1.1:/usr/lib/legacy:ro')
+  const opts = parts.length === 3 ? parts[2].split(',') : []
+  for (const o of opts) {
+    if (!['ro', 'rw', 'idmap'].includes(o)) throw new UsageError('BERTH_ERR_BAD_MOUNT', `bad --mount "${text}": unknown option "${o}"`, usage)
   }
-  return { src, dst, ro }
+  if (opts.includes('ro') && opts.includes('rw')) {
+    throw new UsageError('BERTH_ERR_BAD_MOUNT', `bad --mount "${text}": both ro and rw`, 'a bind is read-only unless :rw is given')
+  }
+  if (!src.startsWith('/') || !dst.startsWith('/') || dst.split('/').includes('..') || src.split('/').includes('..')) {
+    throw new UsageError('BERTH_ERR_BAD_MOUNT', `bad --mount "${text}": both paths must be absolute, without ".."`, 'e.g. --mount /opt/libssl1.1:/usr/lib/legacy')
+  }
+  return { src, dst, ro: !opts.includes('rw'), ...(opts.includes('idmap') ? { idmap: true } : {}) }
 }
 
 export function validateRunSpec (b: any): RunSpec {

@@ -3,7 +3,7 @@
 // after a daemon restart. Containers never depend on this process staying alive: the shim owns
 // them, and everything the runtime needs to pick them up again is in the store and the bundle.
 import { randomBytes } from 'node:crypto'
-import { chmod, chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { chmod, chown, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { EventEmitter } from 'node:events'
 import type { ChildProcess } from 'node:child_process'
@@ -16,6 +16,7 @@ import {
   type ExitStatus, type ShimConfig
 } from './shim.ts'
 import { readLog } from './logs.ts'
+import { checkMounts, type MountPolicy } from './mounts.ts'
 
 const log = logger('berth:node:runtime')
 
@@ -49,9 +50,15 @@ export interface RunSpec {
   publish?: Array<{ hostPort: number, port: number, proto: 'tcp' | 'udp' | 'any' }>
   egress?: { mode: 'all' | 'none' | 'cidrs', cidrs: string[] }
   unameRelease?: string
-  mounts?: Array<{ src: string, dst: string, ro: boolean }>
+  mounts?: MountSpec[]
   chaosCalls?: string[]
 }
+
+/**
+ * `--mount HOST:CONTAINER[:ro|rw[,idmap]]`: the host's own files, bound read-only unless `ro` is
+ * false, never with setuid bits or device nodes that work, idmapped only when asked for.
+ */
+export interface MountSpec { src: string, dst: string, ro: boolean, idmap?: boolean }
 
 /**
  * What the proxy namespace needs from a container's life: its ports allocated before it is
@@ -93,6 +100,8 @@ export interface RuntimeInit {
   logMaxBytes?: number
   /** each container's cap on live routed connections (docs/proxy.md); undefined = the shim's default */
   routedMax?: number
+  /** the API socket: `--mount` refuses it and every directory holding it */
+  socketPath?: string
 }
 
 interface Entry {
@@ -123,6 +132,7 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
   private readonly shimPath: string
   private readonly logMaxBytes: number
   private readonly routedMax?: number
+  private readonly mountPolicy: MountPolicy
   private readonly byId = new Map<string, Entry>()
   private readonly byName = new Map<string, string>()
   private readonly uids = new UidAllocator()
@@ -142,6 +152,7 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
     this.shimPath = init.shimPath
     this.logMaxBytes = init.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES
     this.routedMax = init.routedMax
+    this.mountPolicy = { dataDir: init.dataDir, socketPath: init.socketPath }
   }
 
   get containersDir (): string { return join(this.dataDir, 'containers') }
@@ -155,8 +166,16 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
   async start (): Promise<void> {
     if (this.started) return
     this.started = true
-    await mkdir(this.containersDir, { recursive: true, mode: 0o711 })
-    await chmod(this.containersDir, 0o711)
+    // Only root enters: a bundle holds the container's upper layer (its files, with their
+    // setuid bits and owners) and its control socket.
+    await mkdir(this.containersDir, { recursive: true, mode: 0o700 })
+    await chmod(this.containersDir, 0o700)
+    // Bundles made by older versions were 0711 with a 0755 work/: tightened here.
+    for (const id of await readdir(this.containersDir).catch(() => [] as string[])) {
+      for (const p of [this.bundleOf(id), ...['lower', 'rootfs', 'work'].map(d => join(this.bundleOf(id), d))]) {
+        await chmod(p, 0o700).catch(() => {})
+      }
+    }
     for (const rec of await this.store.loadContainers()) {
       const entry: Entry = { rec, waiters: [], stopping: false, busy: Promise.resolve(), holds: 0, purgePending: false }
       this.byId.set(rec.id, entry)
@@ -285,9 +304,12 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
     if (this.byName.has(name)) {
       throw new ConflictError('BERTH_ERR_NAME_IN_USE', `the name "${name}" is already in use`, `berth rm ${name} removes the old container, or choose another --name`)
     }
+    const userns = spec.userns ?? 'private'
+    // Bind sources resolved to real paths and checked before anything is made: what is
+    // recorded (and bound at every start) is the path that passed the check.
+    if (spec.mounts !== undefined) spec = { ...spec, mounts: await checkMounts(spec.mounts, this.mountPolicy, userns) }
     // Ports first: a published port in use fails here, before anything is allocated or made.
     const proxy = this.proxy?.allocate(name, spec)
-    const userns = spec.userns ?? 'private'
     let uidBase: number | undefined
     if (userns === 'private') {
       uidBase = this.uids.allocate()
@@ -336,10 +358,12 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
 
   private async makeBundle (rec: ContainerRecord, image: ImageRecord): Promise<void> {
     const bundle = this.bundleOf(rec.id)
-    await mkdir(bundle, { mode: 0o711 })
-    for (const dir of ['lower', 'rootfs']) await mkdir(join(bundle, dir), { mode: 0o711 })
-    for (const dir of ['upper', 'work']) {
-      await mkdir(join(bundle, dir), { mode: 0o755 })
+    await mkdir(bundle, { mode: 0o700 })
+    for (const dir of ['lower', 'rootfs']) await mkdir(join(bundle, dir), { mode: 0o700 })
+    // upper/ is the container's "/" (the overlay's root takes its mode), so 0755 like any "/";
+    // the 0700 bundle around it keeps host users out. work/ is overlayfs's own.
+    for (const [dir, mode] of [['upper', 0o755], ['work', 0o700]] as const) {
+      await mkdir(join(bundle, dir), { mode })
       // The container's root owns its writable layer; this is what makes / writable inside.
       if (rec.uidBase !== undefined) await chown(join(bundle, dir), rec.uidBase, rec.uidBase)
     }
@@ -355,7 +379,15 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
       meminfoFile = join(bundle, 'meminfo')
       await writeFile(meminfoFile, '', { mode: 0o644 })
     }
-    const mounts = (rec.proxy?.mounts ?? []).map(m => ({ src: m.src, dst: m.dst, opts: [m.ro ? 'ro' : 'rw', 'rec', ...(rec.uidBase !== undefined ? ['idmap'] : [])] }))
+    // Checked again at every start: the path may have changed into something refused since
+    // (and records from older versions were never checked). The shim then binds the checked
+    // path refusing any symlink on it (nofollow), so a swap after the check fails the start.
+    const checked = await checkMounts(rec.proxy?.mounts ?? [], this.mountPolicy, rec.userns)
+    const mounts = checked.map(m => ({
+      src: m.src,
+      dst: m.dst,
+      opts: [m.ro ? 'ro' : 'rw', 'nosuid', 'nodev', 'nofollow', ...(m.idmap === true && rec.uidBase !== undefined ? ['idmap'] : [])]
+    }))
     const cfg: ShimConfig = {
       id: rec.id,
       name: rec.name,

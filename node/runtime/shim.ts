@@ -104,9 +104,20 @@ function hintFor (code: string): string {
   }
 }
 
-/** Runs `berth-shim create BUNDLE` and returns once the command has been execve'd. */
+/**
+ * The bundle goes to the shim in its environment (BUNDLE_ENV, with `-` in place of the path):
+ * any local user reads a process's command line in /proc/PID/cmdline, only root its environment,
+ * and the shim lives as long as its container.
+ */
+export const BUNDLE_ENV = 'BERTH_SHIM_BUNDLE'
+
+function shimEnv (bundle: string): NodeJS.ProcessEnv {
+  return { ...process.env, [BUNDLE_ENV]: bundle }
+}
+
+/** Runs `berth-shim create -` for BUNDLE and returns once the command has been execve'd. */
 export async function shimCreate (shimPath: string, bundle: string, signal?: AbortSignal): Promise<ShimStarted> {
-  const child = spawn(shimPath, ['create', bundle], { stdio: ['ignore', 'pipe', 'pipe'], signal })
+  const child = spawn(shimPath, ['create', '-'], { stdio: ['ignore', 'pipe', 'pipe'], env: shimEnv(bundle), signal })
   const [out, err, code] = await collect(child)
   const line = out.split('\n').find(l => l.trim() !== '')
   let report: any
@@ -242,11 +253,11 @@ export class ShimConnection extends EventEmitter<{ exit: [ExitStatus], close: [b
 
 export interface ExecOptions { env: string[], cwd?: string }
 
-/** Spawns `berth-shim exec`; fd 3 carries the shim's own failure report, if any. */
+/** Spawns `berth-shim exec -` for BUNDLE; fd 3 carries the shim's own failure report, if any. */
 export function shimExec (shimPath: string, bundle: string, command: string[], opts: ExecOptions): ChildProcess {
-  const args = ['exec', bundle]
+  const args = ['exec', '-']
   for (const e of opts.env) args.push('-e', e)
   if (opts.cwd !== undefined) args.push('--cwd', opts.cwd)
   args.push('--', ...command)
-  return spawn(shimPath, args, { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] })
+  return spawn(shimPath, args, { stdio: ['pipe', 'pipe', 'pipe', 'pipe'], env: shimEnv(bundle) })
 }

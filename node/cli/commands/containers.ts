@@ -39,7 +39,7 @@ async function pump (frames: AsyncIterable<Frame>): Promise<any[]> {
 
 export const run: Command = {
   name: 'run',
-  usage: 'berth run [-d] [--rm] [--name NAME] [--cpu CPUS] [--memory SIZE] [--pids N] [-e KEY=VALUE]...\n          [--restart no|on-failure|always] [--net host] [--userns host] [--init]\n          [--port NAME:PORT]... [--publish HOSTPORT:PORT]... [--egress all|none|CIDR[,CIDR...]]\n          [--uname-release STRING] [--mount HOSTPATH:CONTAINERPATH[:ro]]... [--chaos-calls open]\n          IMAGE [--] COMMAND [ARG...]',
+  usage: 'berth run [-d] [--rm] [--name NAME] [--cpu CPUS] [--memory SIZE] [--pids N] [-e KEY=VALUE]...\n          [--restart no|on-failure|always] [--net host] [--userns host] [--init]\n          [--port NAME:PORT]... [--publish HOSTPORT:PORT]... [--egress all|none|CIDR[,CIDR...]]\n          [--uname-release STRING] [--mount HOSTPATH:CONTAINERPATH[:ro|rw[,idmap]]]... [--chaos-calls open]\n          IMAGE [--] COMMAND [ARG...]',
   summary: 'Run a command in a new system container',
   passThrough: true,
   options: [
@@ -59,7 +59,7 @@ export const run: Command = {
     { name: 'publish', value: 'HOSTPORT:PORT', repeat: true, help: 'declare a port on a fixed host port, like docker run -p' },
     { name: 'egress', value: 'POLICY', help: 'all (default: all but this host\'s own and link-local addresses), none (services only), or CIDR[,CIDR...]' },
     { name: 'uname-release', value: 'STRING', help: 'make uname report this kernel release (legacy software)' },
-    { name: 'mount', value: 'HOST:CONTAINER[:ro]', repeat: true, help: 'bind a virtual copy of a host library or directory' },
+    { name: 'mount', value: 'HOST:CONTAINER[:ro|rw[,idmap]]', repeat: true, help: "bind a host directory or file (the host's own, not a copy): read-only unless :rw, nosuid and nodev, host owners unless :idmap; berth's data dir and socket, /, /etc, /run, /boot and /proc, /sys, /dev are refused" },
     { name: 'chaos-calls', value: 'open', help: 'also trap open for chaos rules (costs every open a round trip)' }
   ],
   async handler (ctx) {
