@@ -112,7 +112,9 @@ export function advertisedAddress (cluster: ClusterNode): string {
   const self = cluster.members().find(m => m.self)
   for (const a of self?.addrs ?? []) {
     const m = /\/ip4\/([0-9.]+)\//.exec(a)
-    if (m != null && m[1] !== '0.0.0.0') return m[1]
+    // Listening on 0.0.0.0 lists every interface's address, loopback first: another node
+    // that dialled 127.0.0.1 would reach itself.
+    if (m != null && m[1] !== '0.0.0.0' && !m[1].startsWith('127.')) return m[1]
   }
   return '127.0.0.1'
 }
