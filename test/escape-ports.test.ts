@@ -194,6 +194,10 @@ if (skip !== undefined) {
     t.ok(list.ok, `the daemon's table inet ${tableOf(solo)} exists`)
     t.match(list.out, new RegExp(`internal[^}]*elements = \\{ ${internal} \\}`), 'it guards the internal port only')
     t.match(list.out, /members4 \{\s*type ipv4_addr\s*\}/, 'with no fleet there are no members')
+    // `flush ruleset` (a restart of nftables.service) behind berthd's back: the table comes back.
+    run('ip', 'netns', 'exec', HOST, 'nft', 'flush', 'ruleset')
+    t.ok(await until(() => nftList(solo).out.includes(`elements = { ${internal} }`), 20_000, 500), 'a flushed table is put back, sets and all')
+    outsiderView(t, internal, 'after a flush ruleset')
 
     await stopDaemon(solo, 'SIGTERM')
     t.ok(nftList(solo).ok, 'the table outlives the daemon while workloads run')

@@ -30,6 +30,8 @@ const log = logger('berth:node:firewall')
 
 const NFT_TIMEOUT_MS = 15_000
 const RETRY_MS = 5_000
+/** how often the table is checked for having been removed behind berthd's back */
+const CHECK_MS = 10_000
 
 /** The nftables port filter cannot be found, installed or updated. CLI exit 125. */
 export class FirewallError extends BerthError {
@@ -83,6 +85,7 @@ export class PortFirewall implements PortFilter {
   private readonly applied: Sets = {}
   private queue: Promise<void> = Promise.resolve()
   private retryTimer?: NodeJS.Timeout
+  private checkTimer?: NodeJS.Timeout
 
   constructor (init: { dataDir: string }) {
     this.dataDir = resolve(init.dataDir)
@@ -99,16 +102,29 @@ export class PortFirewall implements PortFilter {
     if (this.nft === undefined) {
       throw new FirewallError('cannot guard internal ports: nft (nftables) not found', INSTALL_HINT)
     }
+    await this.run(this.skeleton())
+    this.started = true
+    log('table inet %s installed', this.table)
+    // `flush ruleset` (e.g. a restart of Debian's nftables.service) removes every table, ours
+    // too: put it back, sets and all, rather than leave the ports open until the next change.
+    this.checkTimer = setInterval(() => {
+      const next = this.queue.then(async () => await this.check())
+      this.queue = next.catch(err => log.error('%s', err instanceof BerthError ? err.toDisplayString() : err.message))
+    }, CHECK_MS)
+    this.checkTimer.unref()
+  }
+
+  private skeleton (): string[] {
     const t = `inet ${this.table}`
     // A comment says whose table it is to someone reading `nft list ruleset`.
     const owner = `berthd ${this.dataDir}`.replace(/[^A-Za-z0-9 ._/:-]/g, '_').slice(0, 100)
-    await this.run([
+    return [
       `add table ${t} { comment "${owner}: --port only from this node and fleet members"; }`,
       `add set ${t} internal { type inet_service; }`,
       `add set ${t} members4 { type ipv4_addr; }`,
       `add set ${t} members6 { type ipv6_addr; }`,
-      // Before the usual filter priority, so a permissive table of someone else's cannot let a
-      // packet through first (a drop in any base chain is final; an accept is not).
+      // An accept in another table's chain does not end the hook, a reject here does: this
+      // chain's verdict on internal ports holds whatever else the host's ruleset says.
       `add chain ${t} input { type filter hook input priority filter - 10; policy accept; }`,
       `add chain ${t} guard`,
       `flush chain ${t} input`,
@@ -121,9 +137,19 @@ export class PortFirewall implements PortFilter {
       // As if no one listened: a reset for TCP, port-unreachable for the rest.
       `add rule ${t} guard meta l4proto tcp counter reject with tcp reset`,
       `add rule ${t} guard counter reject`
-    ])
-    this.started = true
-    log('table %s installed', t)
+    ]
+  }
+
+  private async check (): Promise<void> {
+    if (!this.started || this.stopped) return
+    try {
+      await this.exec(['list', 'table', 'inet', this.table])
+      return
+    } catch {}
+    log.error('nftables table inet %s was removed (flush ruleset?); putting it back', this.table)
+    // Skeleton and every set in one transaction: no moment with the chain but empty sets.
+    for (const key of ['ports', 'v4', 'v6'] as const) delete this.applied[key]
+    await this.apply(this.skeleton())
   }
 
   setPorts (ports: Iterable<number>): void {
@@ -151,6 +177,7 @@ export class PortFirewall implements PortFilter {
    */
   async stop (opts: { keep: boolean }): Promise<void> {
     if (this.retryTimer !== undefined) clearTimeout(this.retryTimer)
+    if (this.checkTimer !== undefined) clearInterval(this.checkTimer)
     this.stopped = true
     await this.queue
     if (!this.started || opts.keep) return
@@ -169,11 +196,12 @@ export class PortFirewall implements PortFilter {
     })
   }
 
-  private async apply (): Promise<void> {
+  /** Brings the kernel's sets to what is wanted, after `prefix` (in the same transaction). */
+  private async apply (prefix: string[] = []): Promise<void> {
     if (!this.started) return
     const want: Sets = { ...this.want }
     const t = `inet ${this.table}`
-    const lines: string[] = []
+    const lines: string[] = [...prefix]
     // A set not given yet keeps what an earlier run left in it: the ports of workloads that
     // outlived that run stay guarded until the controller has claimed them again.
     for (const [set, key] of [['internal', 'ports'], ['members4', 'v4'], ['members6', 'v6']] as const) {
@@ -191,13 +219,17 @@ export class PortFirewall implements PortFilter {
 
   /** One `nft -f -` run: the whole script is one transaction (all of it or none). */
   private async run (lines: string[]): Promise<void> {
+    await this.exec(['-f', '-'], lines.join('\n') + '\n')
+  }
+
+  private async exec (args: string[], input = ''): Promise<void> {
     const nft = this.nft
     if (nft === undefined) throw new FirewallError('cannot guard internal ports: nft (nftables) not found', INSTALL_HINT)
     await new Promise<void>((resolve, reject) => {
       let stderr = ''
       let child
       try {
-        child = spawn(nft, ['-f', '-'], { stdio: ['pipe', 'ignore', 'pipe'] })
+        child = spawn(nft, args, { stdio: ['pipe', 'ignore', 'pipe'] })
       } catch (err: any) {
         reject(new FirewallError(`cannot run ${nft}: ${err.message}`, INSTALL_HINT, err))
         return
@@ -217,7 +249,7 @@ export class PortFirewall implements PortFilter {
         const status = signal !== null ? `killed by ${signal}` : `exit ${code ?? '?'}`
         reject(new FirewallError(`nftables table ${this.table}: ${nft} failed (${status})${why !== undefined ? `: ${why.trim()}` : ''}`, KERNEL_HINT))
       })
-      child.stdin.end(lines.join('\n') + '\n')
+      child.stdin.end(input)
     })
   }
 }
