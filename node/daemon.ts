@@ -11,7 +11,8 @@ import { berthError } from './errors.ts'
 import { logger } from './log.ts'
 import { Runtime, type RuntimeStore } from './runtime/runtime.ts'
 import { ProxyController } from './proxy/controller.ts'
-import { advertisedAddress, FleetEndpointRegistry, publishUsage, startFleet } from './fleet.ts'
+import { PortFirewall } from './proxy/firewall.ts'
+import { advertisedAddress, FleetEndpointRegistry, publishUsage, startFleet, watchMemberAddresses } from './fleet.ts'
 import type { ClusterNode } from '../cluster/index.ts'
 
 const log = logger('berth:node:daemon')
@@ -56,6 +57,9 @@ export async function startDaemon (config: DaemonConfig): Promise<Daemon> {
   let proxy: ProxyController | undefined
   let cluster: ClusterNode | undefined
   let api: ApiServer | undefined
+  let firewall: PortFirewall | undefined
+  let unwatchMembers: (() => void) | undefined
+  let adopted = false
   const stop = async (): Promise<void> => {
     // The cluster's timers are unref'd; once the API and the shims' sockets are closed nothing
     // else keeps the loop alive, and the leave's wait would end the process half-way.
@@ -69,6 +73,10 @@ export async function startDaemon (config: DaemonConfig): Promise<Daemon> {
   const stopAll = async (): Promise<void> => {
     await api?.stop()
     proxy?.stop()
+    unwatchMembers?.()
+    // Workloads outlive the daemon, and so does the filter that guards their ports (fail-closed,
+    // frozen at the last member set); with none running there is nothing to guard.
+    await firewall?.stop({ keep: !adopted || runtime === undefined || runtime.list(false).length > 0 })
     await runtime?.stop()
     // A graceful leave: the others mark this node left at once instead of suspecting it.
     await cluster?.leave().catch(err => log.error(err))
@@ -76,6 +84,9 @@ export async function startDaemon (config: DaemonConfig): Promise<Daemon> {
     await store.close()
   }
   try {
+    // Before anything else: without the port filter the daemon does not start (docs/proxy.md).
+    firewall = new PortFirewall({ dataDir: config.dataDir })
+    await firewall.start()
     cluster = await startFleet(config, store, VERSION)
     const nodeId = cluster.id
     images = createImageStore({ store, dataDir: config.dataDir })
@@ -90,9 +101,12 @@ export async function startDaemon (config: DaemonConfig): Promise<Daemon> {
     })
     const fleet = cluster
     const endpoints = new FleetEndpointRegistry(fleet)
-    proxy = new ProxyController({ runtime, store, endpoints }, { nodeId, portRange: config.portRange, hostAddress: () => advertisedAddress(fleet) })
+    proxy = new ProxyController({ runtime, store, endpoints, filter: firewall }, { nodeId, portRange: config.portRange, hostAddress: () => advertisedAddress(fleet) })
     runtime.setProxy(proxy)
     await runtime.start()
+    adopted = true
+    const fw = firewall
+    unwatchMembers = watchMemberAddresses(fleet, addrs => fw.setMembers(addrs))
     await proxy.start()
     publishUsage(fleet, runtime)
     const features = probeFeatures()

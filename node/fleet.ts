@@ -3,6 +3,7 @@
 // registry that rides on its replicated state.
 import { randomBytes } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
+import { isIP } from 'node:net'
 import { join } from 'node:path'
 import { createClusterNode, createLocalTransport, defaultCapacity, type ClusterNode } from '../cluster/index.ts'
 import type { Store } from '../storage/index.ts'
@@ -111,7 +112,46 @@ export function advertisedAddress (cluster: ClusterNode): string {
   const self = cluster.members().find(m => m.self)
   for (const a of self?.addrs ?? []) {
     const m = /\/ip4\/([0-9.]+)\//.exec(a)
-    if (m != null && m[1] !== '0.0.0.0') return m[1]
+    // Listening on 0.0.0.0 lists every interface's address, loopback first: another node
+    // that dialled 127.0.0.1 would reach itself.
+    if (m != null && m[1] !== '0.0.0.0' && !m[1].startsWith('127.')) return m[1]
   }
   return '127.0.0.1'
+}
+
+/**
+ * The IP addresses the fleet's live members announce (their libp2p listen addresses; alive or
+ * suspect — a suspect may well be alive — and not this node): who may reach this node's internal
+ * ports besides itself. Dead and left members are not in it. Names (`/dns4/…`), unspecified and
+ * loopback addresses are skipped.
+ */
+export function memberAddresses (cluster: ClusterNode): string[] {
+  const out = new Set<string>()
+  for (const m of cluster.members()) {
+    if (m.self || (m.status !== 'alive' && m.status !== 'suspect')) continue
+    for (const a of m.addrs) {
+      const ip = /^\/ip[46]\/([^/]+)/.exec(a)?.[1]
+      if (ip === undefined || isIP(ip) === 0) continue
+      if (ip === '0.0.0.0' || ip === '::' || ip === '::1' || ip.startsWith('127.')) continue
+      out.add(ip)
+    }
+  }
+  return [...out]
+}
+
+/**
+ * Calls fn with the live members' addresses now, on every membership change, and every 10 s
+ * (an address change need not come with a status change); returns the stop function.
+ */
+export function watchMemberAddresses (cluster: ClusterNode, fn: (addrs: string[]) => void): () => void {
+  const update = (): void => fn(memberAddresses(cluster))
+  const events = ['member:alive', 'member:suspect', 'member:dead', 'member:left'] as const
+  for (const ev of events) cluster.on(ev, update)
+  const timer = setInterval(update, 10_000)
+  timer.unref()
+  update()
+  return () => {
+    clearInterval(timer)
+    for (const ev of events) cluster.off(ev, update)
+  }
 }

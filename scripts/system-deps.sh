@@ -1,6 +1,7 @@
 #!/bin/sh
-# Installs the Debian packages that berth's tests (MODE test) or benchmarks (MODE bench) need,
-# when they are missing. Runs as npm's `pretest` / `prebench:start`, so it must be quiet and fast
+# Installs the Debian packages that berthd itself (MODE run), berth's tests (MODE test) or
+# benchmarks (MODE bench) need, when they are missing. Runs as npm's `prestart` / `pretest` /
+# `prebench:*`, so it must be quiet and fast
 # when everything is present: each package is checked with `command -v` (a shell builtin, no fork)
 # or, where a command does not tell the package apart, one `dpkg-query`. Only when something is
 # missing does it run `apt-get update` (once) and one `apt-get install` for all missing packages.
@@ -11,9 +12,9 @@ set -u
 
 mode="${1:-test}"
 case "$mode" in
-  test | bench) ;;
+  run | test | bench) ;;
   *)
-    echo "BERTH_ERR_DEPS: unknown mode \"$mode\"; hint: sh scripts/system-deps.sh test|bench" >&2
+    echo "BERTH_ERR_DEPS: unknown mode \"$mode\"; hint: sh scripts/system-deps.sh run|test|bench" >&2
     exit 2
     ;;
 esac
@@ -21,13 +22,20 @@ esac
 # package → how to tell it is installed. `cmd:NAME` checks `command -v NAME` (with the sbin dirs on
 # PATH, as a non-root user's PATH may lack them); `pkg` asks dpkg (busybox-static: the dynamic
 # `busybox` package also provides `busybox`, but rootfs images need the static binary).
-TEST_DEPS="busybox-static=pkg e2fsprogs=cmd:mkfs.ext4 iproute2=cmd:ip python3=cmd:python3 util-linux=cmd:unshare tar=cmd:tar gzip=cmd:gzip"
+# nftables: berthd keeps --port services private to this node and the fleet with an nftables
+# table of its own (docs/proxy.md) and refuses to start without `nft`.
+RUN_DEPS="nftables=cmd:nft"
+TEST_DEPS="$RUN_DEPS busybox-static=pkg e2fsprogs=cmd:mkfs.ext4 iproute2=cmd:ip python3=cmd:python3 util-linux=cmd:unshare tar=cmd:tar gzip=cmd:gzip"
 BENCH_DEPS="$TEST_DEPS runc=cmd:runc iperf3=cmd:iperf3 socat=cmd:socat"
 
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 export PATH
 
-if [ "$mode" = bench ]; then deps="$BENCH_DEPS"; else deps="$TEST_DEPS"; fi
+case "$mode" in
+  run) deps="$RUN_DEPS" ;;
+  bench) deps="$BENCH_DEPS" ;;
+  *) deps="$TEST_DEPS" ;;
+esac
 
 missing_packages() {
   out=""

@@ -9,6 +9,7 @@ import { NotFoundError, UsageError } from '../errors.ts'
 import { logger } from '../log.ts'
 import type { ProxyHooks, Runtime, RunSpec } from '../runtime/runtime.ts'
 import { parseChaosRule, type ChaosInput, type ChaosRule } from './chaos.ts'
+import type { PortFilter } from './firewall.ts'
 import { assignVips } from './net.ts'
 import { HostPortAllocator, DEFAULT_PORT_RANGE } from './ports.ts'
 
@@ -66,6 +67,10 @@ export class ProxyController implements ProxyHooks {
   /** Trapped calls per container since this daemon started, by call/action/target (the shims' `calls` events). */
   private readonly calls = new Map<string, Map<string, CallView>>()
   private readonly ports: HostPortAllocator
+  /** keeps internal ports private to this node and the fleet (firewall.ts); none in unit tests */
+  private readonly filter: PortFilter | undefined
+  /** claims made while the runtime loads its records are pushed to the filter all at once */
+  private filterLive = false
   private readonly nodeId: string
   private readonly hostAddress: () => string
   private readonly pushed = new Map<string, Pushed>()
@@ -74,16 +79,23 @@ export class ProxyController implements ProxyHooks {
   private refreshing: Promise<void> = Promise.resolve()
   private expiryTimer?: NodeJS.Timeout
 
-  constructor (components: { runtime: Runtime, store: Store, endpoints: EndpointRegistry }, init: ProxyInit) {
+  constructor (components: { runtime: Runtime, store: Store, endpoints: EndpointRegistry, filter?: PortFilter }, init: ProxyInit) {
     this.runtime = components.runtime
     this.endpoints = components.endpoints
+    this.filter = components.filter
     this.chaosTable = components.store.sublevel<ChaosRule>('chaos')
     this.ports = new HostPortAllocator(init.portRange ?? DEFAULT_PORT_RANGE)
     this.nodeId = init.nodeId
     this.hostAddress = init.hostAddress ?? (() => '127.0.0.1')
   }
 
+  /** After the runtime has loaded (and claimed the ports of) every container record. */
   async start (): Promise<void> {
+    // The first push replaces whatever an earlier run left in the filter with every port held
+    // now; a failure stops the daemon rather than leave a port unguarded.
+    this.filterLive = true
+    this.filter?.setPorts(this.ports.internalPorts())
+    await this.filter?.sync()
     for (const e of (await this.chaosTable.list()).entries) this.chaos.set(e.key, e.value)
     this.endpoints.onChange(() => this.refresh())
     this.runtime.on('container:started', () => this.refresh())
@@ -130,6 +142,7 @@ export class ProxyController implements ProxyHooks {
       this.ports.releaseOwner(name)
       throw err
     }
+    this.updateFilter()
     return {
       ports,
       egress: spec.egress ?? { mode: 'all', cidrs: [] },
@@ -140,12 +153,25 @@ export class ProxyController implements ProxyHooks {
   }
 
   claim (rec: ContainerRecord): void {
-    for (const p of rec.proxy?.ports ?? []) this.ports.claim(p.hostPort, rec.name)
+    for (const p of rec.proxy?.ports ?? []) this.ports.claim(p.hostPort, rec.name, !p.published)
+    this.updateFilter()
   }
 
-  release (name: string): void { this.ports.releaseOwner(name) }
+  release (name: string): void {
+    this.ports.releaseOwner(name)
+    this.updateFilter()
+  }
+
+  private updateFilter (): void {
+    if (this.filterLive) this.filter?.setPorts(this.ports.internalPorts())
+  }
 
   async prepare (rec: ContainerRecord, bundle: string): Promise<{ rulesFile: string, hostsFile: string }> {
+    // The workload must not bind an internal port before the filter guards it.
+    if ((rec.proxy?.ports ?? []).some(p => !p.published)) {
+      this.filter?.setPorts(this.ports.internalPorts())
+      await this.filter?.sync()
+    }
     const rulesFile = join(bundle, 'rules.json')
     const hostsFile = join(bundle, 'hosts')
     const { rules, hosts } = this.build(rec, this.serviceView())
