@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto'
 import { chmod, chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { EventEmitter } from 'node:events'
+import { setTimeout as sleepMs } from 'node:timers/promises'
 import type { ChildProcess } from 'node:child_process'
 import type { ContainerRecord, ImageRecord, ProxySpec } from '../../storage/index.ts'
 import { berthError, ConflictError, NotFoundError, UsageError } from '../errors.ts'
@@ -27,6 +28,8 @@ const RESTART_BACKOFF_MIN_MS = 100
 const RESTART_BACKOFF_MAX_MS = 30_000
 const RESTART_RESET_AFTER_MS = 10_000
 const REMOVED_EXIT_TTL_MS = 60_000
+const REATTACH_RESET_AFTER_MS = 10_000
+const REATTACH_BACKOFF_MAX_MS = 1_000
 const TERMINATING_SIGNALS = new Set([1, 2, 3, 9, 15])
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/
 
@@ -105,6 +108,8 @@ interface Entry {
   /** Attached clients still reading the output: --rm waits for them before removing. */
   holds: number
   purgePending: boolean
+  /** Reconnections to a shim that dropped us in a row (see attach). */
+  reattaches?: number
 }
 
 export interface RuntimeEvents {
@@ -219,11 +224,24 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
     conn.on('event', ev => this.proxy?.onShimEvent(entry.rec, ev))
     // Counters the shim kept while nobody listened (e.g. across a daemon restart).
     conn.state().then(st => this.proxy?.onShimEvent(entry.rec, { ...st, event: 'totals' }), () => {})
+    const attachedAt = Date.now()
     conn.once('close', lost => {
       if (entry.conn === conn) entry.conn = undefined
       if (!lost || entry.rec.state !== 'running') return
       this.serial(entry, async () => {
         if (entry.rec.state !== 'running') return
+        // The shim drops a client whose socket buffer is full (it will not let one slow reader
+        // stall the loop that carries the container's output), so a connection that ends without
+        // an exit report does not mean the shim is gone: if shim.sock still answers, attach
+        // again. Repeated drops back off (up to 1 s) so a misbehaving shim cannot spin us.
+        entry.reattaches = Date.now() - attachedAt >= REATTACH_RESET_AFTER_MS ? 0 : (entry.reattaches ?? 0) + 1
+        if (entry.reattaches > 0) await sleepMs(Math.min(REATTACH_BACKOFF_MAX_MS, 10 * 2 ** entry.reattaches))
+        if (!this.started || entry.rec.state !== 'running') return
+        try {
+          await this.attach(entry)
+          log('container %s: reattached to its shim', entry.rec.name)
+          return
+        } catch {}
         const exit = await readExitFile(this.bundleOf(entry.rec.id))
         await this.onExit(entry, exit ?? await this.lostExit(entry.rec))
       })
