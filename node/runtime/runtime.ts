@@ -22,6 +22,13 @@ const log = logger('berth:node:runtime')
 
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 export const DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
+/**
+ * The pids limit (processes and threads) of a container started without --pids: Podman's
+ * default. Without one a container could fork until the host's pid_max (32768 by default) is
+ * used up and nothing else on the host could fork; RLIMIT_NPROC does not help, since each
+ * container's uids are its own.
+ */
+export const DEFAULT_PIDS_LIMIT = 2048
 const CPU_PERIOD_US = 100_000
 /** Restart backoff: 100 ms doubling to 30 s; a run of 10 s or more resets it (as Docker does). */
 const RESTART_BACKOFF_MIN_MS = 100
@@ -319,7 +326,7 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
       resources: {
         ...(spec.cpus !== undefined ? { cpus: spec.cpus, cpuQuotaUs: Math.round(spec.cpus * CPU_PERIOD_US), cpuPeriodUs: CPU_PERIOD_US } : {}),
         ...(spec.memoryBytes !== undefined ? { memoryBytes: spec.memoryBytes } : {}),
-        ...(spec.pids !== undefined ? { pids: spec.pids } : {})
+        pids: spec.pids ?? DEFAULT_PIDS_LIMIT
       },
       restart: spec.restart ?? 'no',
       net: spec.net ?? 'private',
@@ -391,7 +398,8 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
       cpuQuotaUs: rec.resources.cpuQuotaUs,
       cpuPeriodUs: rec.resources.cpuPeriodUs,
       memoryBytes: rec.resources.memoryBytes,
-      pidsMax: rec.resources.pids,
+      // Records made before the default existed have none; they get it at their next start.
+      pidsMax: rec.resources.pids ?? DEFAULT_PIDS_LIMIT,
       logMaxBytes: rec.logMaxBytes
     }
     await writeFile(join(bundle, 'config'), encodeShimConfig(cfg), { mode: 0o600 })
