@@ -25,13 +25,18 @@ export interface Features {
   kernel: string
 }
 
+/** What the proxy filter traps: network (default true; off with --net host), uname, open. */
+export interface ProxyTraps { network?: boolean, uname?: boolean, open?: boolean }
+
 /** The addon's surface. `addon` below is the real one; tests may pass a fake. */
 export interface Addon {
   probeFeatures(): Features
-  /** syscalls the default seccomp filter denies (some only with certain arguments: clone, personality) */
+  /** syscalls the default seccomp filter denies (some only with certain arguments: clone, personality, socket) */
   seccompDeniedSyscalls(): string[]
   /** the default filter as the kernel takes it: struct sock_filter[], 8 bytes each, host byte order */
   seccompProgram(): Buffer
+  /** the filter a container's command runs under (docs/proxy.md, "What the filter traps"), same layout */
+  seccompProxyProgram(traps: ProxyTraps): Buffer
   /** capability names a container keeps (Docker's default set), e.g. "CAP_CHOWN" */
   defaultCapabilities(): string[]
   /** absolute path of the per-container helper executable */
@@ -63,6 +68,7 @@ interface Binding {
   probeFeatures(): Features
   seccompDeniedSyscalls(): string[]
   seccompProgram(): Buffer
+  seccompProxyProgram(traps: ProxyTraps): Buffer
   defaultCapabilities(): string[]
 }
 
@@ -120,6 +126,10 @@ export function seccompProgram (): Buffer {
   return call(b => b.seccompProgram())
 }
 
+export function seccompProxyProgram (traps: ProxyTraps = {}): Buffer {
+  return call(b => b.seccompProxyProgram(traps))
+}
+
 export function defaultCapabilities (): string[] {
   return call(b => b.defaultCapabilities())
 }
@@ -128,4 +138,4 @@ export function shimPath (): string {
   return SHIM_PATH
 }
 
-export const addon: Addon = { probeFeatures, seccompDeniedSyscalls, seccompProgram, defaultCapabilities, shimPath }
+export const addon: Addon = { probeFeatures, seccompDeniedSyscalls, seccompProgram, seccompProxyProgram, defaultCapabilities, shimPath }

@@ -25,6 +25,43 @@ constexpr uint32_t X32_SYSCALL_BIT = 0;
 #error "berth's seccomp filter knows x86_64 and aarch64 only"
 #endif
 
+// Calls newer than the kernel headers the build may have (Debian 12 ships Linux 6.1's). From 424
+// on, x86_64 and the generic table (aarch64) number them alike.
+#ifndef __NR_lsm_get_self_attr
+#define __NR_lsm_get_self_attr 459
+#endif
+#ifndef __NR_lsm_set_self_attr
+#define __NR_lsm_set_self_attr 460
+#endif
+#ifndef __NR_lsm_list_modules
+#define __NR_lsm_list_modules 461
+#endif
+#ifndef __NR_open_tree_attr
+#define __NR_open_tree_attr 467
+#endif
+#ifndef __NR_file_getattr
+#define __NR_file_getattr 468
+#endif
+#ifndef __NR_file_setattr
+#define __NR_file_setattr 469
+#endif
+#if defined(__x86_64__) && !defined(__NR_uprobe)
+#define __NR_uprobe 336
+#endif
+
+// The highest syscall number this table was reviewed against: file_setattr, Linux 6.17 (6.18
+// adds none). A deny-list allows what it does not name, so every number above this one fails
+// with ENOSYS until someone looks at it here — what runc does for calls newer than its profile,
+// and the answer that makes a caller fall back to an older call.
+constexpr uint32_t LAST_REVIEWED_NR = __NR_file_setattr;
+
+// Address families Docker's default profile refuses to socket(): AF_ALG (38, the kernel's crypto
+// API: a steady source of kernel bugs reachable from any process) and AF_VSOCK (40: the
+// hypervisor's socket space, the host's own and outside every network namespace, so a vsock
+// connect would bypass egress rules). EAFNOSUPPORT is what a kernel without them answers, which
+// callers handle (systemd, for one, then assumes no vsock).
+constexpr uint64_t DENIED_SOCKET_FAMILIES[] = {38 /* AF_ALG */, 40 /* AF_VSOCK */};
+
 // struct seccomp_data: int nr; __u32 arch; __u64 instruction_pointer; __u64 args[6].
 constexpr uint32_t OFF_NR = offsetof(seccomp_data, nr);
 constexpr uint32_t OFF_ARCH = offsetof(seccomp_data, arch);
@@ -52,10 +89,13 @@ struct DenyEntry {
 #define SYS(n) __NR_##n, #n
 
 // Denied with EPERM, whatever the arguments. Docker's default profile denies each of these to a
-// container without CAP_SYS_ADMIN (or the capability named). Keep one line of reason per entry.
-// adjtimex stays allowed: reading is harmless, and setting needs CAP_SYS_TIME in the initial user
-// namespace, which the kernel checks. pidfd_getfd and landlock_* stay allowed (ptrace access
-// checks / they only reduce rights). "fsmerge" is not a Linux syscall.
+// container with Docker's default capabilities (its allow-list leaves them out, or allows them
+// only with a capability berth does not grant: the one named). Keep one line of reason per entry.
+// test/escape-seccomp.test.ts compares the whole filter with Docker's list; the one call berth
+// lets through although Docker does not is mount, trapped by the proxy filter for the
+// supervisor's allow-list. adjtimex stays allowed as in Docker: reading is harmless, and setting needs
+// CAP_SYS_TIME in the initial user namespace, which the kernel checks. "fsmerge" is not a Linux
+// syscall.
 const DenyEntry DENY_EPERM[] = {
     {SYS(io_uring_setup), "io_uring performs calls that this filter never sees"},
     {SYS(io_uring_enter), "io_uring performs calls that this filter never sees"},
@@ -105,6 +145,35 @@ const DenyEntry DENY_EPERM[] = {
     {SYS(move_pages), "moves pages between NUMA nodes (CAP_SYS_NICE)"},
     {SYS(migrate_pages), "moves pages between NUMA nodes (CAP_SYS_NICE)"},
     {SYS(fanotify_init), "watches whole filesystems (CAP_SYS_ADMIN)"},
+    {SYS(get_mempolicy), "NUMA policy, the host's topology (CAP_SYS_NICE)"},
+    {SYS(pidfd_getfd), "takes a file from another process (CAP_SYS_PTRACE)"},
+    {SYS(process_madvise), "advises on another process's memory (CAP_SYS_PTRACE)"},
+    {SYS(lsm_get_self_attr), "LSM attributes: left to the host's policy (CAP_SYS_ADMIN)"},
+    {SYS(lsm_set_self_attr), "LSM attributes: left to the host's policy (CAP_SYS_ADMIN)"},
+    {SYS(lsm_list_modules), "LSM attributes: left to the host's policy (CAP_SYS_ADMIN)"},
+    {SYS(sethostname), "the kernel wants CAP_SYS_ADMIN, which containers lack; denied as in Docker"},
+    {SYS(setdomainname), "the kernel wants CAP_SYS_ADMIN, which containers lack; denied as in Docker"},
+#ifdef __NR_uprobe
+    {SYS(uprobe), "the kernel's uprobe trampoline; not for workloads"},
+#endif
+#ifdef __NR_getpmsg
+    {SYS(getpmsg), "never implemented (STREAMS); denied as in Docker"},
+#endif
+#ifdef __NR_putpmsg
+    {SYS(putpmsg), "never implemented (STREAMS); denied as in Docker"},
+#endif
+#ifdef __NR_afs_syscall
+    {SYS(afs_syscall), "never implemented; denied as in Docker"},
+#endif
+#ifdef __NR_tuxcall
+    {SYS(tuxcall), "never implemented; denied as in Docker"},
+#endif
+#ifdef __NR_security
+    {SYS(security), "never implemented; denied as in Docker"},
+#endif
+#ifdef __NR_vserver
+    {SYS(vserver), "never implemented; denied as in Docker"},
+#endif
 #ifdef __NR_set_mempolicy_home_node
     {SYS(set_mempolicy_home_node), "NUMA placement against the host's policy (CAP_SYS_NICE)"},
 #endif
@@ -207,6 +276,9 @@ class Builder {
       if (r.when && r.when->index > 5) {
         throw_error("BERTH_ERR_SECCOMP", "seccomp rule `" + r.name + "`: argument index above 5");
       }
+      if (spec.max_nr != 0 && static_cast<uint32_t>(r.nr) > spec.max_nr) {
+        throw_error("BERTH_ERR_SECCOMP", "seccomp rule `" + r.name + "`: number above the spec's max_nr");
+      }
       by_nr_[static_cast<uint32_t>(r.nr)].push_back(&r);
     }
     for (const auto& [nr, rules] : by_nr_) nrs_.push_back(nr);
@@ -224,6 +296,11 @@ class Builder {
     if (HAS_X32 && (spec_.arch == 0 || spec_.arch == AUDIT_ARCH_X86_64)) {
       out_.push_back(jump(BPF_JMP | BPF_JGE | BPF_K, X32_SYSCALL_BIT, 0, 1));
       out_.push_back(ret(spec_.x32));
+    }
+    //    Numbers past the last one the spec was written for: calls it has never judged.
+    if (spec_.max_nr != 0) {
+      out_.push_back(jump(BPF_JMP | BPF_JGE | BPF_K, spec_.max_nr + 1, 0, 1));
+      out_.push_back(ret(spec_.newer));
     }
     // 3. Binary search over the syscall numbers (A = nr), then 4. the conditional blocks.
     emit_tree(0, nrs_.size());
@@ -334,6 +411,22 @@ std::vector<SeccompRule> default_deny_rules() {
   for (const auto& d : DENY_EPERM) {
     rules.push_back({d.nr, d.name, SeccompAction::errno_(EPERM), std::nullopt, d.reason});
   }
+  // Newer than Docker's profile, which runc then answers with ENOSYS; so does berth, and callers
+  // fall back (to open_tree and mount_setattr, themselves denied; to the FS_IOC_FS[GS]ETXATTR
+  // ioctls).
+  rules.push_back({SYS(open_tree_attr), SeccompAction::errno_(ENOSYS), std::nullopt,
+                   "new mount API (newer than Docker's profile: ENOSYS)"});
+  for (auto [nr, name] : {std::pair{__NR_file_getattr, "file_getattr"}, std::pair{__NR_file_setattr, "file_setattr"}}) {
+    rules.push_back({nr, name, SeccompAction::errno_(ENOSYS), std::nullopt, "newer than Docker's profile: ENOSYS, callers fall back to the ioctls"});
+  }
+  // socket() takes an int family: only the low 32 bits count, so compare only those (a caller
+  // could otherwise set high bits the kernel ignores).
+  for (uint64_t family : DENIED_SOCKET_FAMILIES) {
+    rules.push_back({SYS(socket), SeccompAction::errno_(EAFNOSUPPORT),
+                     ArgCondition{0, ArgCondition::MASKED_EQ, 0xffffffffULL, family},
+                     family == 40 ? "AF_VSOCK reaches the hypervisor's sockets, outside every network namespace"
+                                  : "AF_ALG exposes the kernel's crypto API, a steady source of kernel bugs"});
+  }
   rules.push_back({SYS(clone), SeccompAction::errno_(EPERM),
                    ArgCondition{0, ArgCondition::MASKED_NONZERO, CLONE_NS_FLAGS, 0},
                    "clone with a CLONE_NEW* flag makes namespaces (CAP_SYS_ADMIN)"});
@@ -353,6 +446,7 @@ std::vector<SeccompRule> default_deny_rules() {
 FilterSpec default_deny_spec() {
   FilterSpec spec;
   spec.rules = default_deny_rules();
+  spec.max_nr = LAST_REVIEWED_NR;
   return spec;
 }
 
@@ -368,6 +462,7 @@ std::vector<std::string> denied_syscall_names() {
 
 FilterSpec proxy_filter_spec(const ProxyTraps& traps) {
   FilterSpec spec;
+  spec.max_nr = LAST_REVIEWED_NR;
   const auto notif = SeccompAction::user_notif();
   constexpr uint64_t kMsgFastOpen = 0x20000000;  // MSG_FASTOPEN
   for (auto& r : default_deny_rules()) {

@@ -57,21 +57,27 @@ struct FilterSpec {
   SeccompAction wrong_arch = SeccompAction::kill_process(); // another ABI (e.g. i386 via int 0x80)
   SeccompAction x32 = SeccompAction::errno_(ENOSYS);        // x86_64 only: nr with __X32_SYSCALL_BIT
   SeccompAction default_action = SeccompAction::allow();
+  // Numbers above max_nr (when not 0) get `newer`: a deny-list must not allow calls added to the
+  // kernel after it was written.
+  uint32_t max_nr = 0;
+  SeccompAction newer = SeccompAction::errno_(ENOSYS);
   std::vector<SeccompRule> rules;
 };
 
-// Compiles the spec: arch check, x32 check, a binary search over the syscall numbers, then one
-// block per syscall with conditions. Deterministic. Throws SysError (BERTH_ERR_SECCOMP) for a bad
+// Compiles the spec: arch check, x32 check, the max_nr check, a binary search over the syscall
+// numbers, then one block per syscall with conditions. Deterministic. Throws SysError (BERTH_ERR_SECCOMP) for a bad
 // spec (argument index > 5, program longer than BPF_MAXINSNS).
 std::vector<sock_filter> build_filter(const FilterSpec& spec);
 
-// Docker's default profile for a container without CAP_SYS_ADMIN (and without SYS_PTRACE,
-// SYS_NICE, SYS_TIME, SYS_MODULE, SYS_BOOT, SYS_PACCT, SYS_RAWIO), as a deny list on a default of
-// ALLOW: see the table in seccomp.cc, one reason per entry.
+// Docker's default profile for a container with Docker's default capabilities, as a deny list on
+// a default of ALLOW, plus ENOSYS for every number newer than the table: see seccomp.cc, one
+// reason per entry. Also denies socket(AF_ALG) and socket(AF_VSOCK) with EAFNOSUPPORT.
+// test/escape-seccomp.test.ts checks it against Docker's list; the deliberate differences are
+// listed there.
 FilterSpec default_deny_spec();
 
 // Names of the syscalls default_deny_spec() denies in any form (always, or with some arguments
-// as for clone and personality), sorted.
+// as for clone, personality and socket), sorted.
 std::vector<std::string> denied_syscall_names();
 
 // The default filter's rules with their reasons, for display.

@@ -373,20 +373,29 @@ const char* action_name(Action a) {
   return "?";
 }
 
+// One row of a `calls` event. `other` is the row every target past kMaxEventTargets is folded
+// into (reported as target "other"), so that a workload spraying calls at many distinct
+// addresses cannot make an event line (and this map) grow without bound.
 struct CountKey {
   const char* call;
   Action action;
   int family;
   uint8_t ip[16];
   uint16_t port;
+  bool other;
   bool operator<(const CountKey& o) const {
-    if (call != o.call) return std::strcmp(call, o.call) < 0;
+    if (int c = std::strcmp(call, o.call)) return c < 0;
     if (action != o.action) return action < o.action;
+    if (other != o.other) return other < o.other;
     if (family != o.family) return family < o.family;
     if (port != o.port) return port < o.port;
     return std::memcmp(ip, o.ip, 16) < 0;
   }
 };
+
+// Distinct targets one `calls` event names (about 80 bytes each, so a line stays near 20 KiB,
+// well inside a Unix socket's buffer); berthd bounds what it keeps on its side too.
+constexpr size_t kMaxEventTargets = 256;
 
 // ---- mknod and mount on the workload's behalf ------------------------------------------------
 
@@ -561,13 +570,15 @@ class SupervisorImpl {
         e.ip.family = k.family;
         std::memcpy(e.ip.b, k.ip, 16);
         e.port = k.port;
+        const std::string target = k.other ? "other" : k.family ? format_endpoint(e) : "";
         line += std::string(first ? "" : ",") + "{\"call\":\"" + k.call + "\",\"action\":\"" + action_name(k.action) +
-                "\",\"target\":\"" + json_escape(k.family ? format_endpoint(e) : "") + "\",\"n\":" + std::to_string(n) + "}";
+                "\",\"target\":\"" + json_escape(target) + "\",\"n\":" + std::to_string(n) + "}";
         first = false;
       }
       line += "],\"chaosHits\":" + hits_json(hits_delta_) + "}";
       out.push_back(std::move(line));
       counts_.clear();
+      targets_ = 0;
       hits_delta_.clear();
     }
     return out;
@@ -598,7 +609,20 @@ class SupervisorImpl {
     }
     {
       std::lock_guard<std::mutex> g(count_mu_);
-      counts_[k]++;
+      auto it = counts_.find(k);
+      if (it == counts_.end() && k.family != 0 && targets_ >= kMaxEventTargets) {
+        // Past the cap: fold into this call and action's "other" row.
+        k.family = 0;
+        k.port = 0;
+        std::memset(k.ip, 0, sizeof k.ip);
+        k.other = true;
+        it = counts_.find(k);
+      }
+      if (it == counts_.end()) {
+        it = counts_.emplace(k, 0).first;
+        if (k.family != 0) targets_++;
+      }
+      it->second++;
     }
     signal_events();
   }
@@ -1457,6 +1481,7 @@ class SupervisorImpl {
   UniqueFd devfs_;           // the private tmpfs of emulated device nodes (device_node)
   unsigned long devfs_seq_ = 0;
   std::map<CountKey, uint64_t> counts_;
+  size_t targets_ = 0;  // keys of counts_ with a target (family != 0), at most kMaxEventTargets
   std::map<std::string, uint64_t> hits_total_, hits_delta_;
   std::vector<std::string> port_events_;
 };

@@ -16,6 +16,7 @@ Napi::Value probe_features(const Napi::CallbackInfo& info);
 // seccomp_js.cc
 Napi::Value seccomp_denied_syscalls(const Napi::CallbackInfo& info);
 Napi::Value seccomp_program(const Napi::CallbackInfo& info);
+Napi::Value seccomp_proxy_program(const Napi::CallbackInfo& info);
 // caps_js.cc
 Napi::Value default_capabilities_js(const Napi::CallbackInfo& info);
 

@@ -8,6 +8,7 @@ import type { ContainerRecord, ProxySpec, Store, Table } from '../../storage/ind
 import { NotFoundError, UsageError } from '../errors.ts'
 import { logger } from '../log.ts'
 import type { ProxyHooks, Runtime, RunSpec } from '../runtime/runtime.ts'
+import { CallCounter } from './calls.ts'
 import { parseChaosRule, type ChaosInput, type ChaosRule } from './chaos.ts'
 import type { PortFilter } from './firewall.ts'
 import { assignVips } from './net.ts'
@@ -53,7 +54,8 @@ export interface ChaosView extends ChaosRule { hits: number, expired: boolean }
 /**
  * What the supervisor did with one kind of trapped call of one workload: `action` is routed,
  * bound, denied, faulted or emulated; `target` the address:port it acted on ('' for calls
- * without one: sysinfo, mknod, mount, uname, open).
+ * without one: sysinfo, mknod, mount, uname, open), or "other" for the targets past the bound
+ * (node/proxy/calls.ts).
  */
 export interface CallView { workload: string, call: string, action: string, target: string, count: number, lastAt: number }
 
@@ -64,8 +66,8 @@ export class ProxyController implements ProxyHooks {
   private readonly chaos = new Map<string, ChaosRule>()
   /** Cumulative hits per rule, per container (each shim counts its own). */
   private readonly hits = new Map<string, Map<string, number>>()
-  /** Trapped calls per container since this daemon started, by call/action/target (the shims' `calls` events). */
-  private readonly calls = new Map<string, Map<string, CallView>>()
+  /** Trapped calls per container since this daemon started, by call/action/target (the shims' `calls` events), bounded. */
+  private readonly calls = new Map<string, { workload: string, counter: CallCounter }>()
   private readonly ports: HostPortAllocator
   /** keeps internal ports private to this node and the fleet (firewall.ts); none in unit tests */
   private readonly filter: PortFilter | undefined
@@ -210,19 +212,18 @@ export class ProxyController implements ProxyHooks {
   }
 
   private countCalls (rec: ContainerRecord, counts: unknown[]): void {
-    const mine = this.calls.get(rec.id) ?? new Map<string, CallView>()
+    let mine = this.calls.get(rec.id)
+    if (mine === undefined) {
+      mine = { workload: rec.name, counter: new CallCounter() }
+      this.calls.set(rec.id, mine)
+    }
     const now = Date.now()
     for (const c of counts) {
       if (typeof c !== 'object' || c === null) continue
       const { call, action, target, n } = c as Record<string, unknown>
       if (typeof call !== 'string' || typeof action !== 'string' || typeof n !== 'number') continue
-      const t = typeof target === 'string' ? target : ''
-      const key = `${call}\0${action}\0${t}`
-      const v = mine.get(key)
-      if (v === undefined) mine.set(key, { workload: rec.name, call, action, target: t, count: n, lastAt: now })
-      else { v.count += n; v.lastAt = now }
+      mine.counter.add(call, action, typeof target === 'string' ? target : '', n, now)
     }
-    this.calls.set(rec.id, mine)
   }
 
   /**
@@ -233,7 +234,10 @@ export class ProxyController implements ProxyHooks {
   listCalls (workload?: string): CallView[] {
     const ids = workload === undefined ? [...this.calls.keys()] : [this.runtime.get(workload).id]
     const out: CallView[] = []
-    for (const id of ids) for (const v of this.calls.get(id)?.values() ?? []) out.push({ ...v })
+    for (const id of ids) {
+      const mine = this.calls.get(id)
+      for (const r of mine?.counter.rows() ?? []) out.push({ workload: mine?.workload ?? '', ...r })
+    }
     const cmp = (a: string, b: string): number => a < b ? -1 : a > b ? 1 : 0
     return out.sort((a, b) => cmp(a.workload, b.workload) || cmp(a.call, b.call) || cmp(a.action, b.action) || cmp(a.target, b.target))
   }

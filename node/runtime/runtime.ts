@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto'
 import { chmod, chown, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { EventEmitter } from 'node:events'
+import { setTimeout as sleepMs } from 'node:timers/promises'
 import type { ChildProcess } from 'node:child_process'
 import type { ContainerRecord, ImageRecord, ProxySpec } from '../../storage/index.ts'
 import { berthError, ConflictError, NotFoundError, UsageError } from '../errors.ts'
@@ -22,12 +23,21 @@ const log = logger('berth:node:runtime')
 
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 export const DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
+/**
+ * The pids limit (processes and threads) of a container started without --pids: Podman's
+ * default. Without one a container could fork until the host's pid_max (32768 by default) is
+ * used up and nothing else on the host could fork; RLIMIT_NPROC does not help, since each
+ * container's uids are its own.
+ */
+export const DEFAULT_PIDS_LIMIT = 2048
 const CPU_PERIOD_US = 100_000
 /** Restart backoff: 100 ms doubling to 30 s; a run of 10 s or more resets it (as Docker does). */
 const RESTART_BACKOFF_MIN_MS = 100
 const RESTART_BACKOFF_MAX_MS = 30_000
 const RESTART_RESET_AFTER_MS = 10_000
 const REMOVED_EXIT_TTL_MS = 60_000
+const REATTACH_RESET_AFTER_MS = 10_000
+const REATTACH_BACKOFF_MAX_MS = 1_000
 const TERMINATING_SIGNALS = new Set([1, 2, 3, 9, 15])
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/
 
@@ -116,6 +126,8 @@ interface Entry {
   /** Attached clients still reading the output: --rm waits for them before removing. */
   holds: number
   purgePending: boolean
+  /** Reconnections to a shim that dropped us in a row (see attach). */
+  reattaches?: number
 }
 
 export interface RuntimeEvents {
@@ -242,11 +254,24 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
     conn.on('event', ev => this.proxy?.onShimEvent(entry.rec, ev))
     // Counters the shim kept while nobody listened (e.g. across a daemon restart).
     conn.state().then(st => this.proxy?.onShimEvent(entry.rec, { ...st, event: 'totals' }), () => {})
+    const attachedAt = Date.now()
     conn.once('close', lost => {
       if (entry.conn === conn) entry.conn = undefined
       if (!lost || entry.rec.state !== 'running') return
       this.serial(entry, async () => {
         if (entry.rec.state !== 'running') return
+        // The shim drops a client whose socket buffer is full (it will not let one slow reader
+        // stall the loop that carries the container's output), so a connection that ends without
+        // an exit report does not mean the shim is gone: if shim.sock still answers, attach
+        // again. Repeated drops back off (up to 1 s) so a misbehaving shim cannot spin us.
+        entry.reattaches = Date.now() - attachedAt >= REATTACH_RESET_AFTER_MS ? 0 : (entry.reattaches ?? 0) + 1
+        if (entry.reattaches > 0) await sleepMs(Math.min(REATTACH_BACKOFF_MAX_MS, 10 * 2 ** entry.reattaches))
+        if (!this.started || entry.rec.state !== 'running') return
+        try {
+          await this.attach(entry)
+          log('container %s: reattached to its shim', entry.rec.name)
+          return
+        } catch {}
         const exit = await readExitFile(this.bundleOf(entry.rec.id))
         await this.onExit(entry, exit ?? await this.lostExit(entry.rec))
       })
@@ -327,7 +352,7 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
       resources: {
         ...(spec.cpus !== undefined ? { cpus: spec.cpus, cpuQuotaUs: Math.round(spec.cpus * CPU_PERIOD_US), cpuPeriodUs: CPU_PERIOD_US } : {}),
         ...(spec.memoryBytes !== undefined ? { memoryBytes: spec.memoryBytes } : {}),
-        ...(spec.pids !== undefined ? { pids: spec.pids } : {})
+        pids: spec.pids ?? DEFAULT_PIDS_LIMIT
       },
       restart: spec.restart ?? 'no',
       net: spec.net ?? 'private',
@@ -409,7 +434,8 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
       cpuQuotaUs: rec.resources.cpuQuotaUs,
       cpuPeriodUs: rec.resources.cpuPeriodUs,
       memoryBytes: rec.resources.memoryBytes,
-      pidsMax: rec.resources.pids,
+      // Records made before the default existed have none; they get it at their next start.
+      pidsMax: rec.resources.pids ?? DEFAULT_PIDS_LIMIT,
       logMaxBytes: rec.logMaxBytes,
       routedMax: this.routedMax
     }

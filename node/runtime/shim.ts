@@ -54,6 +54,13 @@ export interface ShimState { pid: number, shimPid: number, startedAt: number, pi
 
 const SEP = '\x1f'
 
+/**
+ * The longest line read from a shim. Its events are bounded (at most 256 targets in a `calls`
+ * event, about 20 KiB), so a longer line is a bug or garbage: it is skipped up to its newline,
+ * never taken for the shim being gone, and never held in memory whole.
+ */
+export const MAX_SHIM_LINE = 1024 * 1024
+
 /** Encodes the NUL-separated `key\0value\0` config (docs/shim.md). */
 export function encodeShimConfig (c: ShimConfig): Buffer {
   const pairs: Array<[string, string | number | undefined]> = [
@@ -158,12 +165,16 @@ async function readJson<T> (path: string): Promise<T | undefined> {
 
 /**
  * A connection to one shim's control socket. Emits `exit` (ExitStatus) once and `close` when the
- * shim goes away; `lost` is true when it went away without reporting an exit (shim killed).
+ * connection ends; `lost` is true when it ended without an exit report — the shim was killed, or
+ * it dropped this client for not keeping up with its events (the caller tells them apart by
+ * connecting again).
  */
 export class ShimConnection extends EventEmitter<{ exit: [ExitStatus], close: [boolean], event: [Record<string, unknown>] }> {
   readonly bundle: string
   private readonly socket: Socket
   private buffered = ''
+  /** Inside a line longer than MAX_SHIM_LINE: drop input up to the next newline. */
+  private skipping = false
   private exited = false
   private readonly pending: Array<(reply: any) => void> = []
 
@@ -201,12 +212,18 @@ export class ShimConnection extends EventEmitter<{ exit: [ExitStatus], close: [b
   }
 
   private onData (chunk: string): void {
+    if (this.skipping) {
+      const nl = chunk.indexOf('\n')
+      if (nl < 0) return
+      this.skipping = false
+      chunk = chunk.slice(nl + 1)
+    }
     this.buffered += chunk
     let nl: number
     while ((nl = this.buffered.indexOf('\n')) >= 0) {
       const line = this.buffered.slice(0, nl)
       this.buffered = this.buffered.slice(nl + 1)
-      if (line.trim() === '') continue
+      if (line.trim() === '' || line.length > MAX_SHIM_LINE) continue
       let msg: any
       try { msg = JSON.parse(line) } catch { continue }
       if (msg.event === 'exit') {
@@ -218,6 +235,10 @@ export class ShimConnection extends EventEmitter<{ exit: [ExitStatus], close: [b
       } else {
         this.pending.shift()?.(msg)
       }
+    }
+    if (this.buffered.length > MAX_SHIM_LINE) {
+      this.buffered = ''
+      this.skipping = true
     }
   }
 

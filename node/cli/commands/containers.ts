@@ -48,7 +48,7 @@ export const run: Command = {
     { name: 'name', value: 'NAME', help: 'container name (also its hostname); default IMAGE-<6 hex digits>' },
     { name: 'cpu', value: 'CPUS', help: 'CPU limit, e.g. 0.5' },
     { name: 'memory', value: 'SIZE', help: 'memory limit, e.g. 64M; past it the container is OOM-killed' },
-    { name: 'pids', value: 'N', help: 'limit on processes and threads' },
+    { name: 'pids', value: 'N', help: 'limit on processes and threads (default 2048)' },
     { name: 'env', short: 'e', value: 'KEY=VALUE', repeat: true, help: 'set an environment variable' },
     { name: 'restart', value: 'POLICY', help: 'no (default), on-failure or always; restarts back off from 100 ms to 30 s' },
     { name: 'net', value: 'host', help: "share the host's network namespace (default: own namespace, loopback only)" },
