@@ -97,6 +97,7 @@ export async function startDaemon (config: DaemonConfig): Promise<Daemon> {
       shimPath: shimPath(),
       logMaxBytes: config.logMaxBytes,
       routedMax: config.routedMax,
+      pidsController: probeFeatures().cgroups.pids !== null,
       socketPath: config.socketPath
     })
     const fleet = cluster

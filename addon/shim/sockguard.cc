@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/bpf.h>
+#include <linux/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -102,9 +103,19 @@ std::vector<unsigned char> sockguard_program(unsigned long long netns_cookie, in
 std::unique_ptr<SockGuard> SockGuard::install(const std::string& rel_path) {
   if (rel_path.empty() || rel_path[0] == '/' || rel_path.find("..") != std::string::npos)
     throw_error(CODE, "bad cgroup path `" + rel_path + "`");
-  const std::string unified = describe_cgroups().unified;
-  if (unified.empty())
-    throw_error(CODE, "no cgroup2 hierarchy is mounted: the socket guard attaches to a cgroup v2 (mount cgroup2, e.g. on /sys/fs/cgroup/unified)");
+  std::unique_ptr<SockGuard> g(new SockGuard());
+  std::string unified = describe_cgroups().unified;
+  if (unified.empty()) {
+    // No cgroup2 in this mount namespace (e.g. under `ip netns exec`, which mounts a fresh /sys):
+    // the hierarchy is there all the same; reach it through a detached mount of our own.
+    UniqueFd fs(static_cast<int>(::syscall(SYS_fsopen, "cgroup2", FSOPEN_CLOEXEC)));
+    if (!fs.valid()) throw_errno(CODE, "fsopen", "cgroup2");
+    if (::syscall(SYS_fsconfig, fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0) throw_errno(CODE, "fsconfig", "cgroup2");
+    g->mount_.reset(static_cast<int>(::syscall(SYS_fsmount, fs.get(), FSMOUNT_CLOEXEC, 0)));
+    if (!g->mount_.valid()) throw_errno(CODE, "fsmount", "cgroup2");
+    unified = "/proc/self/fd/" + std::to_string(g->mount_.get());
+  }
+  g->root_ = unified;
   // The netns cookie of a socket made here: the namespace the shim's host sockets live in.
   UniqueFd probe(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!probe.valid()) throw_errno(CODE, "socket", "AF_INET");
@@ -113,7 +124,6 @@ std::unique_ptr<SockGuard> SockGuard::install(const std::string& rel_path) {
   if (::getsockopt(probe.get(), SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) < 0) throw_errno(CODE, "getsockopt SO_NETNS_COOKIE", "");
   probe.reset();
 
-  std::unique_ptr<SockGuard> g(new SockGuard());
   g->dir_ = unified + "/" + rel_path;
   // The parents ("berth") may not exist yet on a host where no container was made.
   for (size_t p = g->dir_.find('/', unified.size() + 1); p != std::string::npos; p = g->dir_.find('/', p + 1)) {
@@ -148,8 +158,7 @@ void SockGuard::remove() {
   if (dir_.empty()) return;
   try {
     // The root of the hierarchy is the one cgroup always allowed to hold processes.
-    std::string root = describe_cgroups().unified;
-    if (!root.empty()) write_file(root + "/cgroup.procs", std::to_string(::getpid()));
+    write_file(root_ + "/cgroup.procs", std::to_string(::getpid()));
   } catch (const SysError&) {
   }
   links_.clear();

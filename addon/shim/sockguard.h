@@ -32,7 +32,8 @@ namespace berth {
 class SockGuard {
  public:
   // Creates `<cgroup2 mount>/<rel_path>`, moves this process into it and attaches the programs.
-  // Throws SysError BERTH_ERR_SOCKGUARD (no cgroup2 mount, BPF refused, ...); undoes what it did.
+  // Throws SysError BERTH_ERR_SOCKGUARD (BPF refused, ...); undoes what it did. Without a cgroup2
+  // mount in this namespace it uses a detached one of its own.
   static std::unique_ptr<SockGuard> install(const std::string& rel_path);
   ~SockGuard();
   SockGuard(const SockGuard&) = delete;
@@ -46,6 +47,8 @@ class SockGuard {
 
  private:
   SockGuard() = default;
+  std::string root_;  // the cgroup2 hierarchy's root: its mount, or /proc/self/fd/N of mount_
+  UniqueFd mount_;    // a detached cgroup2 mount, where none is mounted in our namespace
   std::string dir_;
   uint64_t cgroup_id_ = 0;
   std::vector<UniqueFd> links_;

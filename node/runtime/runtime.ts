@@ -110,6 +110,8 @@ export interface RuntimeInit {
   logMaxBytes?: number
   /** each container's cap on live routed connections (docs/proxy.md); undefined = the shim's default */
   routedMax?: number
+  /** false when the host has no pids cgroup controller: containers then get no default pids limit */
+  pidsController?: boolean
   /** the API socket: `--mount` refuses it and every directory holding it */
   socketPath?: string
 }
@@ -144,6 +146,8 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
   private readonly shimPath: string
   private readonly logMaxBytes: number
   private readonly routedMax?: number
+  /** DEFAULT_PIDS_LIMIT where the host has a pids controller; none where it has not (an explicit --pids then fails) */
+  private readonly defaultPids?: number
   private readonly mountPolicy: MountPolicy
   private readonly byId = new Map<string, Entry>()
   private readonly byName = new Map<string, string>()
@@ -164,6 +168,7 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
     this.shimPath = init.shimPath
     this.logMaxBytes = init.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES
     this.routedMax = init.routedMax
+    this.defaultPids = init.pidsController === false ? undefined : DEFAULT_PIDS_LIMIT
     this.mountPolicy = { dataDir: init.dataDir, socketPath: init.socketPath }
   }
 
@@ -352,7 +357,7 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
       resources: {
         ...(spec.cpus !== undefined ? { cpus: spec.cpus, cpuQuotaUs: Math.round(spec.cpus * CPU_PERIOD_US), cpuPeriodUs: CPU_PERIOD_US } : {}),
         ...(spec.memoryBytes !== undefined ? { memoryBytes: spec.memoryBytes } : {}),
-        pids: spec.pids ?? DEFAULT_PIDS_LIMIT
+        ...(spec.pids !== undefined || this.defaultPids !== undefined ? { pids: spec.pids ?? this.defaultPids } : {})
       },
       restart: spec.restart ?? 'no',
       net: spec.net ?? 'private',
@@ -435,7 +440,7 @@ export class Runtime extends EventEmitter<RuntimeEvents> {
       cpuPeriodUs: rec.resources.cpuPeriodUs,
       memoryBytes: rec.resources.memoryBytes,
       // Records made before the default existed have none; they get it at their next start.
-      pidsMax: rec.resources.pids ?? DEFAULT_PIDS_LIMIT,
+      pidsMax: rec.resources.pids ?? this.defaultPids,
       logMaxBytes: rec.logMaxBytes,
       routedMax: this.routedMax
     }
